@@ -1,0 +1,74 @@
+"""Option aliases shared by every command, defined once (`Annotated`, as lighteval does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Seed = Annotated[int, typer.Option("--seed", help="Random seed; fixes every sampled scene.")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace existing outputs instead of refusing or skipping them.")]
+RunDirOption = Annotated[Path | None, typer.Option(
+    "--run-dir", help="Run directory for outputs and manifest.json [default: reports/<name>/].",
+    show_default=False)]
+
+# The world: every command that builds one takes the same options.
+# World options default to None, "not given", so a --world-config file's values stand unless
+# the user overrides them; the help shows WorldConfig's defaults.
+Canvas = Annotated[int | None, typer.Option(
+    "--canvas", help="Training canvas side in pixels [default: 32].", show_default=False)]
+Shapes = Annotated[str | None, typer.Option(
+    "--shapes", help="Comma-separated shapes [default: circle,square,triangle; also diamond, "
+    "cross, ring].", show_default=False)]
+Colors = Annotated[str | None, typer.Option(
+    "--colors", help="Comma-separated GenEval colours [default: red,green,blue,yellow; up to all "
+    "ten].", show_default=False)]
+WorldSplit = Annotated[str | None, typer.Option(
+    "--world-split", help="phrasing: evaluation uses held-out wordings; compositional: also "
+    "held-out combinations [default: phrasing].", show_default=False)]
+WorldSeed = Annotated[int | None, typer.Option(
+    "--world-seed", help="Seed of the world's catalogue (dense prompts, held-out meanings) "
+    "[default: 0].", show_default=False)]
+WorldConfigFile = Annotated[Path | None, typer.Option(
+    "--world-config", help="YAML or JSON file of WorldConfig fields; command-line options "
+    "override it.", show_default=False)]
+
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    return names or None
+
+
+def world_config(canvas: int | None = None, shapes: str | None = None, colors: str | None = None,
+                 split: str | None = None, seed: int | None = None,
+                 config_file: Path | None = None, **extra):
+    """A WorldConfig from a config file (optional) overridden by the given options."""
+    from emf_bench.world import WorldConfig
+
+    values: dict = {}
+    if config_file is not None:
+        values.update(_read_world_config(config_file))
+    overrides = {"canvas": canvas, "shapes": _names(shapes), "colors": _names(colors),
+                 "split": split, "seed": seed, **extra}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return WorldConfig.from_dict(values, where=str(config_file or "world options"))
+
+
+def _read_world_config(path: Path) -> dict:
+    import yaml
+
+    from emf_bench.errors import EmfBenchError
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EmfBenchError(f"world config {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise EmfBenchError(f"cannot read world config {path}: {err}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise EmfBenchError(f"world config {path} must be a mapping of WorldConfig fields")
+    return data

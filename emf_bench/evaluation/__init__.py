@@ -1,0 +1,1 @@
+"""GenEval and DPG-Bench evaluation: prompt loading, image layouts, scoring rules, backends."""

@@ -1,0 +1,32 @@
+"""The README's two commands are the ones CI runs and the ones a new user copies."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bash_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return [b.strip() for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def test_readme_starts_with_install_and_run_then_install_and_test():
+    main_job, tests = _bash_blocks()[:2]
+    for command in (main_job, tests):
+        assert command.startswith("python3 -m venv .venv")
+        assert "pip install -c constraints.txt" in command  # torch stays pinned
+    assert "emf-bench " in main_job
+    assert tests.endswith("pytest")
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    tests = _bash_blocks()[1]
+    assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_constraints_pin_torch_and_default_install_has_no_torchvision():
+    assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().split()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    dependencies = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
+    assert "torchvision" not in dependencies and "open_clip" not in dependencies
