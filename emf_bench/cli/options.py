@@ -59,16 +59,10 @@ def world_config(canvas: int | None = None, shapes: str | None = None, colors: s
 
 
 def _read_world_config(path: Path) -> dict:
-    import yaml
-
     from emf_bench.errors import EmfBenchError
+    from emf_bench.resources import read_yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EmfBenchError(f"world config {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise EmfBenchError(f"cannot read world config {path}: {err}".splitlines()[0]) from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise EmfBenchError(f"world config {path} must be a mapping of WorldConfig fields")
     return data
