@@ -11,8 +11,9 @@ T = TypeVar("T")
 
 
 def progress_enabled() -> bool:
-    """Bars only where someone watches: a terminal on stderr and no EMF_BENCH_QUIET."""
-    return sys.stderr.isatty() and not os.environ.get("EMF_BENCH_QUIET")
+    """Bars only where someone watches: a terminal on stderr, no EMF_BENCH_QUIET, rank 0."""
+    return (sys.stderr.isatty() and not os.environ.get("EMF_BENCH_QUIET")
+            and os.environ.get("RANK", "0") == "0")
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:

@@ -101,7 +101,10 @@ class RunDir:
         return cls(path=path, manifest=manifest)
 
     def _write(self) -> None:
-        atomic_write_json(self.path / MANIFEST, self.manifest)
+        from emf_bench import distributed
+
+        if distributed.is_main():  # under torchrun every rank records; rank 0 writes
+            atomic_write_json(self.path / MANIFEST, self.manifest)
 
     @contextlib.contextmanager
     def invocation(

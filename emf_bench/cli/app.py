@@ -17,6 +17,7 @@ try:  # recent Typer vendors its own click, whose exceptions are not `click`'s
 except ImportError:  # pragma: no cover - Typer on plain click
     from click import exceptions as click_errors
 
+from emf_bench.cli.encoders import encoders_app
 from emf_bench.cli.world import world_app
 from emf_bench.errors import EmfBenchError
 
@@ -31,6 +32,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(world_app, name="world")
+app.add_typer(encoders_app, name="encoders")
 
 
 def _version(value: bool) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,29 +14,62 @@ Seed = Annotated[int, typer.Option("--seed", help="Random seed; fixes every samp
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Replace existing outputs instead of refusing or skipping them.")]
 RunDirOption = Annotated[Path | None, typer.Option(
-    "--run-dir", help="Run directory for outputs and manifest.json [default: reports/<name>/].",
+    "--run-dir", help="Run directory for outputs and manifest.json \\[default: reports/<name>/].",
     show_default=False)]
 
 # The world: every command that builds one takes the same options.
 # World options default to None, "not given", so a --world-config file's values stand unless
 # the user overrides them; the help shows WorldConfig's defaults.
 Canvas = Annotated[int | None, typer.Option(
-    "--canvas", help="Training canvas side in pixels [default: 32].", show_default=False)]
+    "--canvas", help="Training canvas side in pixels \\[default: 32].", show_default=False)]
 Shapes = Annotated[str | None, typer.Option(
-    "--shapes", help="Comma-separated shapes [default: circle,square,triangle; also diamond, "
+    "--shapes", help="Comma-separated shapes \\[default: circle,square,triangle; also diamond, "
     "cross, ring].", show_default=False)]
 Colors = Annotated[str | None, typer.Option(
-    "--colors", help="Comma-separated GenEval colours [default: red,green,blue,yellow; up to all "
+    "--colors", help="Comma-separated GenEval colours \\[default: red,green,blue,yellow; up to all "
     "ten].", show_default=False)]
 WorldSplit = Annotated[str | None, typer.Option(
     "--world-split", help="phrasing: evaluation uses held-out wordings; compositional: also "
-    "held-out combinations [default: phrasing].", show_default=False)]
+    "held-out combinations \\[default: phrasing].", show_default=False)]
 WorldSeed = Annotated[int | None, typer.Option(
     "--world-seed", help="Seed of the world's catalogue (dense prompts, held-out meanings) "
-    "[default: 0].", show_default=False)]
+    "\\[default: 0].", show_default=False)]
 WorldConfigFile = Annotated[Path | None, typer.Option(
     "--world-config", help="YAML or JSON file of WorldConfig fields; command-line options "
     "override it.", show_default=False)]
+
+
+# Parameter name -> (annotation, WorldConfig field or None for the config file).
+_WORLD_OPTIONS: dict[str, tuple[Any, str | None]] = {
+    "canvas": (Canvas, "canvas"), "shapes": (Shapes, "shapes"), "colors": (Colors, "colors"),
+    "world_split": (WorldSplit, "split"), "world_seed": (WorldSeed, "seed"),
+    "world_file": (WorldConfigFile, None),
+}
+
+
+def world_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a Typer command the world options and call it with `world=` a WorldConfig.
+
+    The options are declared once here; the command declares a `world` parameter instead.
+    """
+    # eval_str: the command's module uses `from __future__ import annotations`, and Typer takes
+    # a preset __signature__ as it is, so its annotations must already be real objects.
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != "world"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                               annotation=annotation)
+             for name, (annotation, _) in _WORLD_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name, None) for name in _WORLD_OPTIONS}
+        kwargs["world"] = world_config(values["canvas"], values["shapes"], values["colors"],
+                                       values["world_split"], values["world_seed"],
+                                       values["world_file"])
+        return command(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _names(value: str | None) -> tuple[str, ...] | None:

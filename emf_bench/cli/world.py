@@ -7,17 +7,7 @@ from typing import Annotated
 
 import typer
 
-from emf_bench.cli.options import (
-    Canvas,
-    Colors,
-    Overwrite,
-    Seed,
-    Shapes,
-    WorldConfigFile,
-    WorldSeed,
-    WorldSplit,
-    world_config,
-)
+from emf_bench.cli.options import Overwrite, Seed, world_options
 
 world_app = typer.Typer(
     help="The synthetic shapes world: preview scenes with captions, export suites with "
@@ -29,6 +19,7 @@ PREVIEW_SPLITS = ("train", "eval")
 
 
 @world_app.command("preview")
+@world_options
 def preview(
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path(
         "world-preview.png"),
@@ -37,16 +28,11 @@ def preview(
         "--split", help="train: training captions; eval: evaluation prompts (held-out wording) "
         "with ground-truth scenes.")] = "train",
     view_size: Annotated[int | None, typer.Option(
-        "--view-size", help="Tile side in pixels [default: 128].", show_default=False)] = None,
+        "--view-size", help="Tile side in pixels \\[default: 128].", show_default=False)] = None,
     columns: Annotated[int | None, typer.Option("--columns", help="Tiles per row.",
                                                 show_default=False)] = None,
     seed: Seed = 0,
-    canvas: Canvas = None,
-    shapes: Shapes = None,
-    colors: Colors = None,
-    world_split: WorldSplit = None,
-    world_seed: WorldSeed = None,
-    world_file: WorldConfigFile = None,
+    world=None,
 ) -> None:
     """Write a PNG grid of world scenes, each under the caption it shows."""
     from emf_bench.errors import EmfBenchError, unknown_name
@@ -57,9 +43,10 @@ def preview(
         raise EmfBenchError(f"--count must be 1 to 1024, got {count}")
     if out.suffix.lower() != ".png":
         raise EmfBenchError(f"--out must be a .png file, got {out}")
-    config = world_config(canvas, shapes, colors, world_split, world_seed, world_file,
-                          view_size=view_size)
-    view_size = config.view_size
+    config = world
+    view_size = view_size or config.view_size
+    if view_size < 8:
+        raise EmfBenchError(f"--view-size must be at least 8, got {view_size}")
 
     import numpy as np
 
@@ -101,20 +88,17 @@ def _eval_prompts(world, count: int, seed: int) -> list[str]:
 
 
 @world_app.command("export")
+@world_options
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to create.")],
     images_per_prompt: Annotated[int, typer.Option(
         "--images-per-prompt", help="GenEval samples per prompt (GenEval uses 4).")] = 4,
     size: Annotated[int | None, typer.Option(
-        "--size", help="Render size in pixels [default: the canvas].", show_default=False)] = None,
+        "--size", help="Render size in pixels \\[default: the canvas].",
+        show_default=False)] = None,
     overwrite: Overwrite = False,
     seed: Seed = 0,
-    canvas: Canvas = None,
-    shapes: Shapes = None,
-    colors: Colors = None,
-    world_split: WorldSplit = None,
-    world_seed: WorldSeed = None,
-    world_file: WorldConfigFile = None,
+    world=None,
 ) -> None:
     """Export world-GenEval and world-DPG with ground-truth renders in the official layouts."""
     from emf_bench.errors import EmfBenchError
@@ -123,7 +107,7 @@ def export(
         raise EmfBenchError(f"--images-per-prompt must be 1 to 64, got {images_per_prompt}")
     if size is not None and size < 8:
         raise EmfBenchError(f"--size must be at least 8, got {size}")
-    config = world_config(canvas, shapes, colors, world_split, world_seed, world_file)
+    config = world
 
     from emf_bench.evaluation.world_export import export_world_suites
     from emf_bench.rundir import RunDir

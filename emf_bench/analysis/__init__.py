@@ -1,0 +1,1 @@
+"""Encoder metrics: discriminability and disentanglement (the EMF paper's protocols) and extras."""

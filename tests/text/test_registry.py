@@ -1,0 +1,108 @@
+import importlib.metadata
+import sys
+
+import pytest
+
+from emf_bench.errors import EmfBenchError
+from emf_bench.text import registry as registry_module
+from emf_bench.text.card import EncoderCard
+from emf_bench.text.registry import BACKENDS, EncoderRegistry, backend_class
+
+PAPER_ENCODERS = {"blip3o-next", "clip-vit-l-14", "t5-v1_1-xxl", "gemma-2-2b-it"}
+BUILT_INS = {"class-label", "bag-of-words", "random-transformer", "constant", "minilm"}
+
+
+def test_shipped_cards_cover_the_paper_and_the_built_ins_and_every_backend_imports():
+    registry = EncoderRegistry.load()
+    assert PAPER_ENCODERS | BUILT_INS | {"open-clip-vit-l-14", "qwen3-1.7b",
+                                         "blip3o-next-sft"} <= set(registry.names())
+    for name in BACKENDS:
+        assert isinstance(backend_class(name), type)  # open_clip itself is imported lazily
+    blip = registry.card("blip3o-next")
+    assert blip.model == "BLIP3o/BLIP3o-NEXT-GRPO-Geneval-3B"
+    assert blip.options["view"] == "image-tokens" and blip.options["image_tokens"] == 729
+    assert registry.card("clip-vit-l-14").max_length == 77
+    assert not any(registry.card(n).trust_remote_code for n in registry.names())
+
+
+def test_unknown_encoder_names_the_closest_ones():
+    with pytest.raises(EmfBenchError, match="unknown encoder 'blip3o-nxt'; did you mean "
+                                            "'blip3o-next'"):
+        EncoderRegistry.load().card("blip3o-nxt")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\nbackend: constant\nlayr: 3\n", r"unknown key in .*bad.yaml: 'layr'; did you mean "
+                                              r"'layer'"),
+    ("name: x\nbackend: constnt\n", "unknown backend .*did you mean 'constant'"),
+    ("backend: constant\n", "missing required field 'name'"),
+    ("name: x\nbackend: constant\npooling: max\n", "unknown pooling"),
+    ("name: x\nbackend: constant\nlayer: middle\n", "layer 'middle'"),
+    ("name: X Y\nbackend: constant\n", "must be lowercase"),
+    ("name: x\nbackend: constant\nprompt_template: hello\n", "must contain"),
+    ("- just\n- a list\n", "must be a mapping"),
+    ("name: [unclosed\n", "cannot read"),
+])
+def test_malformed_cards_are_one_line_naming_the_file(tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(EmfBenchError, match=message) as err:
+        EncoderRegistry.load([tmp_path])
+    assert "\n" not in str(err.value)
+
+
+def test_user_folders_add_and_replace_cards_and_env_var_works(tmp_path, monkeypatch):
+    (tmp_path / "mine.yaml").write_text("name: mine\nbackend: bag-of-words\noptions: {dim: 64}\n")
+    (tmp_path / "constant.yaml").write_text("name: constant\nbackend: constant\noptions: "
+                                            "{dim: 4}\n")
+    registry = EncoderRegistry.load([tmp_path])
+    assert registry.card("mine").options == {"dim": 64}
+    assert registry.card("constant").options == {"dim": 4}
+    assert registry.card("constant").source.endswith("constant.yaml")
+    monkeypatch.setenv("EMF_BENCH_ENCODERS", str(tmp_path))
+    assert "mine" in EncoderRegistry.load().names()
+    with pytest.raises(EmfBenchError, match="does not exist"):
+        EncoderRegistry.load([tmp_path / "nope"])
+
+
+def test_duplicate_names_in_one_folder_are_rejected(tmp_path):
+    (tmp_path / "a.yaml").write_text("name: twin\nbackend: constant\n")
+    (tmp_path / "b.yaml").write_text("name: twin\nbackend: constant\n")
+    with pytest.raises(EmfBenchError, match="defined twice"):
+        EncoderRegistry.load([tmp_path])
+
+
+def test_entry_points_register_cards_and_backends(tmp_path, monkeypatch):
+    (tmp_path / "my_plugin.py").write_text(
+        "from emf_bench.text.builtin import ConstantEncoder\n"
+        "class Doubled(ConstantEncoder):\n    pass\n"
+        "CARD = {'name': 'plugged', 'backend': 'doubled', 'options': {'dim': 3}}\n"
+        "def make():\n    return CARD\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps = {
+        "emf_bench.encoders": [importlib.metadata.EntryPoint("plugged", "my_plugin:make",
+                                                             "emf_bench.encoders")],
+        "emf_bench.backends": [importlib.metadata.EntryPoint("doubled", "my_plugin:Doubled",
+                                                             "emf_bench.backends")],
+    }
+    monkeypatch.setattr(registry_module, "_entry_points", lambda group: eps.get(group, []))
+    registry = EncoderRegistry.load()
+    card = registry.card("plugged")
+    assert card.source.startswith("entry point plugged")
+    encoder = registry_module.load_encoder(card)
+    assert type(encoder).__name__ == "Doubled" and encoder.encode(["x"]).pooled.shape == (1, 3)
+    sys.modules.pop("my_plugin", None)
+
+
+def test_fingerprint_covers_feature_fields_only():
+    base = EncoderCard(name="e", backend="transformers-llm", model="m")
+    same = [base.with_overrides(padding_side="left"), base.with_overrides(notes="hi"),
+            base.with_overrides(paper_reference="clip-vit-l-14")]
+    different = [base.with_overrides(layer=-2), base.with_overrides(pooling="last"),
+                 base.with_overrides(dtype="bfloat16"), base.with_overrides(max_length=16),
+                 base.with_overrides(prompt_template="a {prompt}"),
+                 base.with_overrides(chat_template=True), base.with_overrides(model="n"),
+                 base.with_overrides(revision="abc"), base.with_overrides(options={"x": 1})]
+    assert all(c.fingerprint("w") == base.fingerprint("w") for c in same)
+    prints = {c.fingerprint("w") for c in different}
+    assert len(prints) == len(different) and base.fingerprint("w") not in prints
+    assert base.fingerprint("w") != base.fingerprint("other weights")
