@@ -40,3 +40,40 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         for item in items:
             yield item
             bar.advance(task)
+
+
+class StepProgress:
+    """A training progress bar: share of the budget done, loss and images/s."""
+
+    def __init__(self, description: str, total_steps: float | None = None):
+        self.description, self.total_steps = description, total_steps
+        self._bar = None
+
+    def __enter__(self) -> StepProgress:
+        if progress_enabled():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                 TextColumn("{task.percentage:>3.0f}%"),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                 TextColumn("eta"), TimeRemainingColumn(),
+                                 console=Console(stderr=True))
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.description, total=1.0, info="")
+        return self
+
+    def update(self, step: int, progress: float, loss: float, rate: float, phase: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=progress,
+                             info=f"step {step} {phase} loss {loss:.3g} {rate:.0f} img/s")
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

@@ -56,7 +56,7 @@ CHAT = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor
 def save_tokenizer(path: Path, extra: list[str] = (), chat: bool = False):
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(SPECIAL + list(WORDS) + list(extra))}
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(SPECIAL + list(WORDS) + list(extra)))}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])

@@ -5,3 +5,36 @@ from pathlib import Path
 
 SHARED_DATA = Path(os.environ.get("EMF_BENCH_SHARED_DATA",
                                   Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def perturb(model, scale: float = 0.05):
+    """Add noise to every parameter: zero-initialised output layers make a fresh probe's output
+    (and its derivatives) identically zero, which would make comparisons trivially pass."""
+    import torch
+
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return model
+
+
+def run_two_and_one(args: list[str], one_dir: Path, two_dir: Path, env: dict[str, str]):
+    """Run `emf-bench ARGS --run-dir` in one process and under torchrun with two (gloo);
+    assert both succeed. Skips when torchrun is not installed."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists() and shutil.which("torchrun") is None:
+        pytest.skip("torchrun not found")
+    env = {**os.environ, "EMF_BENCH_QUIET": "1", "OMP_NUM_THREADS": "1", **env}
+    one = subprocess.run([sys.executable, "-m", "emf_bench", *args, "--run-dir", str(one_dir)],
+                         env=env, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([str(torchrun) if torchrun.exists() else "torchrun", "--standalone",
+                          "--nproc_per_node", "2", "-m", "emf_bench", *args, "--run-dir",
+                          str(two_dir)], env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]

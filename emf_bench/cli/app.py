@@ -17,6 +17,8 @@ try:  # recent Typer vendors its own click, whose exceptions are not `click`'s
 except ImportError:  # pragma: no cover - Typer on plain click
     from click import exceptions as click_errors
 
+from emf_bench.cli import eval as eval_cli
+from emf_bench.cli import probe
 from emf_bench.cli.encoders import encoders_app
 from emf_bench.cli.world import world_app
 from emf_bench.errors import EmfBenchError
@@ -33,6 +35,8 @@ app = typer.Typer(
 )
 app.add_typer(world_app, name="world")
 app.add_typer(encoders_app, name="encoders")
+probe.register(app)
+eval_cli.register(app)
 
 
 def _version(value: bool) -> None:

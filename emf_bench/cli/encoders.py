@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from emf_bench.cli.options import Overwrite, RunDirOption, Seed, world_options
+from emf_bench.cli.options import (
+    CacheDir,
+    Device,
+    EncodersDir,
+    Offline,
+    Overwrite,
+    RunDirOption,
+    Seed,
+    encoder_registry,
+    go_offline,
+    results_console,
+    world_options,
+)
 
 encoders_app = typer.Typer(
     help="Text encoders: list the registered ones, show a card, score discriminability and "
     "disentanglement (the EMF paper's protocols) plus labelled extras.",
     no_args_is_help=True,
 )
-
-EncodersDir = Annotated[list[Path] | None, typer.Option(
-    "--encoders-dir", help="Folder of extra encoder cards (repeatable; also "
-    "EMF_BENCH_ENCODERS).", show_default=False)]
-
-
-def _registry(dirs: list[Path] | None):
-    from emf_bench.text.registry import EncoderRegistry
-
-    return EncoderRegistry.load(dirs or [])
-
 
 def _availability(card) -> str:
     import importlib.util
@@ -50,7 +50,7 @@ def list_encoders(encoders_dir: EncodersDir = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    registry = _registry(encoders_dir)
+    registry = encoder_registry(encoders_dir)
     table = Table(title="registered encoders")
     for column in ("name", "backend", "model", "weights", "paper ref"):
         table.add_column(column)
@@ -70,7 +70,7 @@ def show(name: Annotated[str, typer.Argument(help="Encoder name.")],
     from emf_bench.resources import paper_reference
     from emf_bench.text.registry import weights_signature
 
-    card = _registry(encoders_dir).card(name)
+    card = encoder_registry(encoders_dir).card(name)
     typer.echo(f"# {card.source or 'entry point'}")
     typer.echo(yaml.safe_dump(card.to_dict(), sort_keys=False).rstrip())
     signature = weights_signature(card)
@@ -118,15 +118,12 @@ def score(
     dtype: Annotated[str | None, typer.Option(
         "--dtype", help="Override the cards' dtype: float32, float16, bfloat16.",
         show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, auto.")] = "auto",
+    device: Device = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per forward pass.")] = 64,
-    cache_dir: Annotated[Path | None, typer.Option(
-        "--cache-dir", help="Feature cache \\[default: $EMF_BENCH_CACHE or "
-        "~/.cache/emf-bench/features].", show_default=False)] = None,
+    cache_dir: CacheDir = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature "
                                            "cache.")] = False,
-    offline: Annotated[bool, typer.Option(
-        "--offline", help="Never contact the Hugging Face Hub (HF_HUB_OFFLINE=1).")] = False,
+    offline: Offline = False,
     run_dir: RunDirOption = None,
     overwrite: Overwrite = False,
     seed: Seed = 0,
@@ -137,13 +134,13 @@ def score(
     labelled extras; results go to <run-dir>/encoders/<name>/."""
     from emf_bench.errors import EmfBenchError
 
-    if offline:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-    registry = _registry(encoders_dir)
+    go_offline(offline)
+    registry = encoder_registry(encoders_dir)
     if all_encoders == bool(encoder):
         raise EmfBenchError("name encoders with --encoder NAME (repeatable) or pass --all")
     names = registry.names() if all_encoders else list(dict.fromkeys(encoder or []))
-    cards = [_override(registry.card(n), layer, pooling, dtype) for n in names]
+    cards = [_override(registry.card(n), layer, pooling, dtype).for_world(world.to_dict())
+             for n in names]
 
     from emf_bench import distributed
     from emf_bench.analysis.scoring import ScoreConfig, score_encoders
@@ -211,12 +208,9 @@ def _fmt(metric: dict | None, key: str = "score", with_error: bool = False) -> s
 
 
 def _print_table(results: list[dict], failures: list[tuple[str, str]], run_path: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    if not console.is_terminal:  # logs and pipes: no wrapping at a pretend 80 columns
-        console = Console(width=140)
+    console = results_console()
     table = Table(title="encoder scores (measured)", caption="* extra, not the paper's metric. "
                   "paper: published values on COCO + DINOv3 / DPG-Bench (reference only)")
     for column in ("encoder", "disc.", "chance", "disent.", "centred*", "pairs*", "R@1*",

@@ -17,6 +17,53 @@ RunDirOption = Annotated[Path | None, typer.Option(
     "--run-dir", help="Run directory for outputs and manifest.json \\[default: reports/<name>/].",
     show_default=False)]
 
+# Encoders and their features: every command that encodes text takes these.
+EncodersDir = Annotated[list[Path] | None, typer.Option(
+    "--encoders-dir", help="Folder of extra encoder cards (repeatable; also "
+    "EMF_BENCH_ENCODERS).", show_default=False)]
+Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, auto.")]
+CacheDir = Annotated[Path | None, typer.Option(
+    "--cache-dir", help="Feature cache \\[default: $EMF_BENCH_CACHE or "
+    "~/.cache/emf-bench/features].", show_default=False)]
+Offline = Annotated[bool, typer.Option(
+    "--offline", help="Never contact the Hugging Face Hub (HF_HUB_OFFLINE=1).")]
+
+
+def results_console():
+    """A rich console for results: logs and pipes get 140 columns, not a pretend 80."""
+    from rich.console import Console
+
+    out = Console()
+    return out if out.is_terminal else Console(width=140)
+
+
+def parse_steps(value: str) -> tuple[int, ...]:
+    """Sampling step counts from "1,2,4,16" (sorted, distinct, each at least 1)."""
+    from emf_bench.errors import EmfBenchError
+
+    try:
+        counts = sorted({int(v) for v in value.split(",") if v.strip()})
+    except ValueError:
+        raise EmfBenchError(f"--steps {value!r} must be comma-separated integers, e.g. "
+                            f"1,2,4,16") from None
+    if not counts or counts[0] < 1 or counts[-1] > 1000:
+        raise EmfBenchError(f"--steps {value!r}: give step counts from 1 to 1000")
+    return tuple(counts)
+
+
+def go_offline(offline: bool) -> None:
+    if offline:
+        import os
+
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def encoder_registry(dirs: list[Path] | None):
+    from emf_bench.text.registry import EncoderRegistry
+
+    return EncoderRegistry.load(dirs or [])
+
+
 # The world: every command that builds one takes the same options.
 # World options default to None, "not given", so a --world-config file's values stand unless
 # the user overrides them; the help shows WorldConfig's defaults.

@@ -100,6 +100,17 @@ class EncoderCard:
         data = {**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}}
         return EncoderCard.from_dict(data, source=self.source)
 
+    def for_world(self, world_config: dict[str, Any]) -> EncoderCard:
+        """This card bound to a world: `class-label` ids index that world's catalogue, so a
+        non-default world must reach the encoder (and its cache key). Other cards are unchanged,
+        and so is a card that names its world itself."""
+        from emf_bench.world import WorldConfig
+
+        if self.backend != "class-label" or "world" in self.options \
+                or world_config == WorldConfig().to_dict():
+            return self
+        return self.with_overrides(options={**self.options, "world": world_config})
+
     def feature_fields(self) -> dict[str, Any]:
         """The fields that change the features (device and batch size do not)."""
         return {

@@ -1,0 +1,310 @@
+"""`emf-bench eval`: GenEval and DPG-Bench at several step counts, for probes, image folders
+and diffusers pipelines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emf_bench.cli.options import (
+    CacheDir,
+    Device,
+    Offline,
+    Overwrite,
+    RunDirOption,
+    Seed,
+    go_offline,
+    parse_steps,
+    world_options,
+)
+
+
+def resolve_probe(spec: str, run_path: Path) -> Path:
+    """`probe:NAME[/objective]` inside the run dir's probes, or a probe folder's path."""
+    from emf_bench.errors import EmfBenchError
+
+    if spec.startswith("probe:"):
+        name = spec[len("probe:"):]
+        encoder, _, objective = name.partition("/")
+        folder = run_path / "probes" / encoder / (objective or "meanflow")
+        if not folder.is_dir():
+            raise EmfBenchError(f"no probe {name!r} in {run_path / 'probes'} (train it with "
+                                f"emf-bench train-probe --encoder {encoder} --run-dir {run_path})")
+        return folder
+    path = Path(spec)
+    if not path.exists():
+        raise EmfBenchError(f"--model {spec}: not a probe (probe:NAME or a probe folder)")
+    return path
+
+
+def eval_command(
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="A probe: probe:ENCODER[/OBJECTIVE] (in --run-dir) or a probe "
+        "folder. Repeatable.", show_default=False)] = None,
+    images: Annotated[list[str] | None, typer.Option(
+        "--images", help="A folder of pre-generated images in the official layout (GenEval "
+        "folders or DPG-Bench grids); {steps} in the path picks one folder per step count. "
+        "Repeatable.", show_default=False)] = None,
+    pipeline: Annotated[list[str] | None, typer.Option(
+        "--pipeline", help="A diffusers pipeline (Hub id or folder; [diffusers] extra). "
+        "Repeatable.", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Name for a single --images or --pipeline model in results.",
+        show_default=False)] = None,
+    benchmark: Annotated[list[str], typer.Option(
+        "--benchmark", "-b", help="geneval, dpg, world-geneval, world-dpg (repeatable).")
+    ] = ["world-geneval"],  # noqa: B006 - Typer needs a literal default
+    steps: Annotated[str | None, typer.Option(
+        "--steps", help="Sampling step counts, e.g. 1,2,4,16 \\[default: 1,2,4; a folder "
+        "without {steps}: its one set of images].", show_default=False)] = None,
+    images_per_prompt: Annotated[int, typer.Option(
+        "--images-per-prompt", help="GenEval images per prompt (DPG-Bench: always 4 tiles).")
+    ] = 4,
+    guidance: Annotated[float, typer.Option(
+        "--guidance", help="Classifier-free guidance scale (1: none).")] = 1.0,
+    geneval_metadata: Annotated[Path | None, typer.Option(
+        "--geneval-metadata", help="GenEval's prompts/evaluation_metadata.jsonl.",
+        show_default=False)] = None,
+    dpg_prompts: Annotated[Path | None, typer.Option(
+        "--dpg-prompts", help="DPG-Bench's prompts/ folder.", show_default=False)] = None,
+    dpg_csv: Annotated[Path | None, typer.Option(
+        "--dpg-csv", help="DPG-Bench's dpg_bench.csv.", show_default=False)] = None,
+    official_compat: Annotated[bool, typer.Option(
+        "--official-compat", help="DPG-Bench: reproduce the official script's first-row skip "
+        "and last-tile category numbers.")] = False,
+    detector: Annotated[str | None, typer.Option(
+        "--detector", help="world-exact, mask2former-hf or mmdet (official) \\[default: "
+        "world-exact on world suites, mask2former-hf on geneval].", show_default=False)] = None,
+    detector_model: Annotated[str | None, typer.Option(
+        "--detector-model", help="mask2former-hf model id or folder.", show_default=False)
+    ] = None,
+    color_model: Annotated[str, typer.Option(
+        "--color-model", help="CLIP model for GenEval's colour classifier (non-world "
+        "detectors).")] = "openai/clip-vit-large-patch14",
+    mmdet_config: Annotated[Path | None, typer.Option(
+        "--mmdet-config", help="GenEval's mmdet config file.", show_default=False)] = None,
+    mmdet_checkpoint: Annotated[Path | None, typer.Option(
+        "--mmdet-checkpoint", help="GenEval's mmdet checkpoint.", show_default=False)] = None,
+    vqa: Annotated[str | None, typer.Option(
+        "--vqa", help="world-oracle, hf:<model id or folder>, or mplug (official; modelscope) "
+        "\\[default: world-oracle on world-dpg].", show_default=False)] = None,
+    threshold: Annotated[float, typer.Option("--threshold", help="GenEval score threshold.")
+                         ] = 0.3,
+    counting_threshold: Annotated[float, typer.Option(
+        "--counting-threshold", help="GenEval threshold on counting prompts.")] = 0.9,
+    max_objects: Annotated[int, typer.Option(
+        "--max-objects", help="GenEval detections kept per class.")] = 16,
+    nms_threshold: Annotated[float, typer.Option(
+        "--nms-threshold", help="Extra per-class NMS IoU (1.0: off, GenEval's setting).")
+    ] = 1.0,
+    position_threshold: Annotated[float, typer.Option(
+        "--position-threshold", help="c in GenEval's relative-position rule.")] = 0.1,
+    strict: Annotated[bool, typer.Option(
+        "--strict/--no-strict", help="world-geneval: also report the strict extra score "
+        "(extra objects fail).")] = True,
+    save_images: Annotated[bool, typer.Option(
+        "--save-images/--no-save-images", help="Keep generated images in the official layout."
+        )] = True,
+    pipeline_dtype: Annotated[str, typer.Option("--pipeline-dtype", help="Pipeline dtype.")
+                              ] = "float16",
+    pipeline_size: Annotated[int | None, typer.Option(
+        "--pipeline-size", help="Pipeline image side \\[default: the pipeline's].",
+        show_default=False)] = None,
+    device: Device = "auto",
+    cache_dir: CacheDir = None,
+    offline: Offline = False,
+    run_dir: RunDirOption = None,
+    overwrite: Overwrite = False,
+    seed: Seed = 0,
+    world=None,
+) -> None:
+    """Evaluate generators on GenEval / DPG-Bench (or the world's suites) at 1/2/4/N steps.
+    Results: <run-dir>/evals/<model>/<benchmark>/steps-<k>/ and <run-dir>/evals/summary.*"""
+    from emf_bench.errors import EmfBenchError
+    from emf_bench.evaluation.geneval import GenEvalRules
+    from emf_bench.evaluation.suites import BENCHMARKS
+
+    go_offline(offline)
+    specs = [("probe", m) for m in model or []] + [("folder", i) for i in images or []] + \
+        [("pipeline", p) for p in pipeline or []]
+    if not specs:
+        raise EmfBenchError("name what to evaluate: --model probe:ENCODER, --images DIR or "
+                            "--pipeline ID")
+    if name and len(specs) > 1:
+        raise EmfBenchError("--name names a single model; give one --model/--images/--pipeline")
+    for b in benchmark:
+        if b not in BENCHMARKS:
+            from emf_bench.errors import unknown_name
+
+            raise unknown_name("benchmark", b, BENCHMARKS)
+    counts = parse_steps(steps) if steps else None
+    if images_per_prompt < 1:
+        raise EmfBenchError("--images-per-prompt must be at least 1")
+    rules = GenEvalRules(threshold, counting_threshold, max_objects, nms_threshold,
+                         position_threshold)
+
+    from emf_bench import distributed
+    from emf_bench.evaluation.runner import EvalSettings, collect_summaries, summary_table
+    from emf_bench.rundir import RunDir, default_run_dir
+
+    distributed.init_from_env()
+    run = RunDir.open(run_dir or default_run_dir("eval"))
+    settings = EvalSettings(images_per_prompt=images_per_prompt, seed=seed, guidance=guidance,
+                            rules=rules, save_images=save_images)
+    config = {"models": [f"{k}:{v}" for k, v in specs], "benchmarks": benchmark,
+              "steps": list(counts) if counts else None, "settings": settings.to_dict(),
+              "detector": detector, "vqa": vqa, "official_compat": official_compat,
+              "world": world.to_dict()}
+    options = dict(detector=detector, detector_model=detector_model, color_model=color_model,
+                   mmdet_config=mmdet_config, mmdet_checkpoint=mmdet_checkpoint, vqa=vqa,
+                   strict=strict, device=device)
+    from emf_bench.evaluation.suites import SuiteSources
+
+    sources = SuiteSources(geneval_metadata, dpg_prompts, dpg_csv, world.to_dict(),
+                           official_compat)
+    with run.invocation("eval", config, seed) as entry:
+        results = []
+        for kind, spec in specs:
+            generator = make_generator(kind, spec, run.path, device, cache_dir, name,
+                                       pipeline_dtype, pipeline_size)
+            check_world(generator, world.to_dict())
+            model_steps = counts or (
+                (0,) if kind == "folder" and "{steps}" not in spec else (1, 2, 4))
+            if kind == "folder" and "{steps}" not in spec and len(model_steps) > 1:
+                raise EmfBenchError(f"--images {spec} holds one set of images; put {{steps}} in "
+                                    f"the path to give one folder per step count")
+            for b in benchmark:
+                results.append(evaluate_model(generator, b, sources, run.path, settings,
+                                              model_steps, overwrite, options))
+        entry["results"] = [{k: s[k] for k in ("model", "benchmark", "steps", "overall")}
+                            for r in results for s in r.values()]
+        if distributed.is_main():
+            table = summary_table(collect_summaries(run.path))
+            write_table(table, run.path / "evals" / "summary")
+    if distributed.is_main():
+        print_results(results, run.path)
+
+
+def make_generator(kind: str, spec: str, run_path: Path, device: str, cache_dir, name,
+                   dtype: str, size: int | None):
+    if kind == "probe":
+        from emf_bench.generators.probe import ProbeGenerator
+        from emf_bench.text.cache import FeatureCache
+
+        return ProbeGenerator(resolve_probe(spec, run_path), device=device,
+                              cache=FeatureCache(cache_dir))
+    if kind == "folder":
+        from emf_bench.generators.folder import FolderGenerator
+
+        return FolderGenerator(spec, name)
+    from emf_bench.generators.diffusers import DiffusersGenerator
+
+    generator = DiffusersGenerator(spec, device=device, dtype=dtype, size=size)
+    if name:
+        generator.name = name
+    return generator
+
+
+def check_world(generator, world: dict) -> None:
+    """A probe is scored on the world it was trained on."""
+    from emf_bench.errors import EmfBenchError
+
+    trained = getattr(generator, "state", {}).get("world")
+    if trained is not None and trained != world:
+        raise EmfBenchError(f"{generator.name} was trained on another world than the one given "
+                            f"(world options differ: "
+                            f"{sorted(k for k in world if world[k] != trained.get(k))}); pass "
+                            f"the probe's world options")
+
+
+def make_scorer(suite, options: dict, world: dict):
+    from emf_bench.errors import EmfBenchError
+    from emf_bench.evaluation.runner import Scorer
+
+    if suite.kind == "geneval":
+        from emf_bench.evaluation.detectors import ClipColorClassifier, load_detector
+
+        name = options["detector"] or ("world-exact" if suite.name.startswith("world-")
+                                       else "mask2former-hf")
+        if name == "world-exact" and not suite.name.startswith("world-"):
+            raise EmfBenchError("the world-exact detector knows only the world's shapes; use "
+                                "--detector mask2former-hf or mmdet for GenEval")
+        detector = load_detector(name, world, options["device"], options["detector_model"],
+                                 options["mmdet_config"], options["mmdet_checkpoint"])
+        colors = None if name == "world-exact" else ClipColorClassifier(
+            options["color_model"], options["device"])
+        return Scorer(detector=detector, colors=colors,
+                      strict_world=options["strict"] and name == "world-exact")
+    from emf_bench.evaluation.vqa import load_vqa
+
+    name = options["vqa"] or ("world-oracle" if suite.name.startswith("world-") else None)
+    if name is None:
+        raise EmfBenchError("--benchmark dpg needs --vqa hf:<model> or --vqa mplug (DPG-Bench's "
+                            "mPLUG-large via modelscope)")
+    return Scorer(vqa=load_vqa(name, world, options["device"]))
+
+
+def evaluate_model(generator, benchmark: str, sources, run_path: Path, settings, steps,
+                   overwrite: bool, options: dict) -> dict:
+    from emf_bench.evaluation.runner import StepSweep
+    from emf_bench.evaluation.suites import load_suite
+
+    suite = load_suite(benchmark, sources)
+    scorer = make_scorer(suite, options, sources.world)
+    return StepSweep(generator, suite, scorer, run_path, settings).run(steps, overwrite)
+
+
+def write_table(table, stem: Path) -> None:
+    from emf_bench.storage import atomic_path
+
+    with atomic_path(stem.with_suffix(".parquet")) as tmp:
+        table.to_parquet(tmp, index=False)
+    with atomic_path(stem.with_suffix(".csv")) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def print_results(results: list[dict], run_path: Path) -> None:
+    from rich.table import Table
+
+    from emf_bench.cli.options import results_console
+
+    console = results_console()
+    for by_steps in results:
+        first = next(iter(by_steps.values()))
+        scorer = first["scorer"]
+        backend = (scorer.get("detector") or scorer.get("vqa"))["name"]
+        label = "official backend" if scorer.get("official") else "NOT the official backend"
+        table = Table(title=f"{first['model']} on {first['benchmark']} ({backend}: {label})")
+        if "tasks" in first:
+            tasks = list(first["tasks"])
+            columns = ["steps", "overall", *tasks, "images ok", "prompts ok"]
+        else:
+            tasks = list(first["level1"])
+            columns = ["steps", "overall x100", *tasks]
+        for column in columns:
+            table.add_column(column)
+        for k, s in by_steps.items():
+            label_k = str(k) if k else "given"
+            if "tasks" in s:
+                table.add_row(label_k, f"{s['overall']:.3f}",
+                              *(f"{s['tasks'].get(t, float('nan')):.2f}" for t in tasks),
+                              f"{s['correct_images']:.2f}", f"{s['correct_prompts']:.2f}")
+            else:
+                table.add_row(label_k, f"{s['overall']:.2f}",
+                              *(f"{s['level1'].get(t, float('nan')):.1f}" for t in tasks))
+        console.print(table)
+        for k, s in by_steps.items():
+            if s.get("errors"):
+                console.print(f"[red]note:[/red] {s['errors']} image(s) failed to load at "
+                              f"steps {k}; they count as failures (see results.jsonl)")
+            if s.get("skipped"):
+                console.print(f"note: {len(s['skipped'])} prompt(s) not scored at steps {k} "
+                              f"(official-compat: dangling dependency)")
+    console.print(f"results: {run_path}/evals/<model>/<benchmark>/steps-<k>/ and "
+                  f"{run_path}/evals/summary.parquet")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(world_options(eval_command))

@@ -1,0 +1,221 @@
+"""`emf-bench train-probe` and `emf-bench generate`: MeanFlow probe generators per encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emf_bench.cli.options import (
+    CacheDir,
+    Device,
+    EncodersDir,
+    Offline,
+    Overwrite,
+    RunDirOption,
+    Seed,
+    encoder_registry,
+    go_offline,
+    parse_steps,
+    world_options,
+)
+
+Steps = Annotated[str, typer.Option(
+    "--steps", help="Comma-separated sampling step counts, e.g. 1,2,4,16.")]
+Guidance = Annotated[float, typer.Option(
+    "--guidance", help="Classifier-free guidance scale at sampling (1: none; batched "
+    "conditional and null passes otherwise).")]
+
+
+def probe_dir(run_path: Path, encoder: str, objective: str) -> Path:
+    return run_path / "probes" / encoder / objective
+
+
+def train_probe(
+    encoder: Annotated[str, typer.Option("--encoder", "-e", help="Registered encoder name.",
+                                         show_default=False)],
+    objective: Annotated[str, typer.Option(
+        "--objective", help="meanflow (one-step capable) or flow-matching (the baseline).")
+    ] = "meanflow",
+    budget: Annotated[str, typer.Option(
+        "--budget", help="Training budget: time (90s, 4m, 1.5h) or steps (3000steps).")] = "4m",
+    size: Annotated[str, typer.Option(
+        "--size", help="Probe size preset: cpu (U-Net, minutes on a laptop), cpu-dit, gpu-unet, "
+        "gpu-dit-s, gpu-dit-b.")] = "cpu",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Global batch size.")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 2e-3,
+    conditioning: Annotated[str, typer.Option(
+        "--conditioning", help="pooled (adaLN/FiLM), tokens (cross-attention) or both.")
+    ] = "pooled",
+    schedule: Annotated[str, typer.Option(
+        "--schedule", help="(t, r) schedule: emf (adaptive) or meanflow (fixed 25% r != t).")
+    ] = "emf",
+    jvp: Annotated[str, typer.Option(
+        "--jvp", help="du/dt strategy: func (torch.func.jvp), autograd, fd.")] = "func",
+    warm_start: Annotated[float | None, typer.Option(
+        "--warm-start", help="meanflow: budget share trained with flow matching first "
+        "\\[default: 0.4].", show_default=False)] = None,
+    init_from: Annotated[Path | None, typer.Option(
+        "--init-from", help="meanflow: start from this flow-matching probe (its time embedding "
+        "initialises both of MeanFlow's), as EMF fine-tunes a pretrained flow model.",
+        show_default=False)] = None,
+    train_size: Annotated[int, typer.Option(
+        "--train-size", help="World training scenes rendered for the probe.")] = 20000,
+    checkpoint_every: Annotated[int, typer.Option(
+        "--checkpoint-every", help="Save a checkpoint every N steps (and at the end).")] = 250,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an unfinished probe.")
+                      ] = False,
+    quick_eval: Annotated[bool, typer.Option(
+        "--quick-eval/--no-quick-eval", help="Score world-GenEval at 1, 2 and 4 steps after "
+        "training (exact world detector; a few seconds).")] = True,
+    device: Device = "auto",
+    cache_dir: CacheDir = None,
+    offline: Offline = False,
+    run_dir: RunDirOption = None,
+    overwrite: Overwrite = False,
+    seed: Seed = 0,
+    encoders_dir: EncodersDir = None,
+    world=None,
+) -> None:
+    """Train a MeanFlow (or flow-matching) probe generator on the world, conditioned on an
+    encoder's features; it lands in <run-dir>/probes/<encoder>/<objective>/."""
+    from emf_bench.errors import EmfBenchError
+    from emf_bench.probe.trainer import TrainConfig
+
+    go_offline(offline)
+    if resume and overwrite:
+        raise EmfBenchError("--resume and --overwrite contradict each other; pick one")
+    if init_from is not None and objective != "meanflow":
+        raise EmfBenchError("--init-from starts a meanflow probe from a flow-matching one; "
+                            "it needs --objective meanflow")
+    extra = {} if warm_start is None else {"warm_start": warm_start}
+    config = TrainConfig(objective=objective, size=size, budget=budget, batch_size=batch_size,
+                         lr=lr, conditioning=conditioning, schedule=schedule, jvp=jvp,
+                         train_size=train_size, seed=seed, checkpoint_every=checkpoint_every,
+                         **extra)
+    config.probe_config(cond_dim=1)  # an unknown preset fails here, before anything loads
+    card = encoder_registry(encoders_dir).card(encoder).for_world(world.to_dict())
+
+    from emf_bench import distributed
+    from emf_bench.probe.trainer import ProbeTrainer
+    from emf_bench.rundir import RunDir, default_run_dir
+    from emf_bench.text.cache import FeatureCache
+    from emf_bench.world import World
+
+    distributed.init_from_env()
+    run = RunDir.open(run_dir or default_run_dir("probes"))
+    folder = probe_dir(run.path, card.name, objective)
+    settings = {"encoder": card.name, "train": config.to_dict(), "world": world.to_dict(),
+                "device": device, "init_from": str(init_from) if init_from else None,
+                "probe_dir": str(folder)}
+    world_obj = World(world)
+    with run.invocation("train-probe", settings, seed) as entry:
+        trainer = ProbeTrainer(card, config, world_obj, folder, FeatureCache(cache_dir),
+                               device=device, init_from=init_from)
+        summary = trainer.train(resume=resume, overwrite=overwrite)
+        entry["result"] = {k: summary[k] for k in ("step", "seconds", "images")}
+        scores = None
+        if quick_eval and distributed.is_main():
+            scores = _quick_eval(folder, world_obj, device, cache_dir)
+            entry["quick_eval"] = scores
+    if distributed.is_main():
+        _print_summary(summary, folder, scores)
+
+
+def _quick_eval(folder: Path, world, device: str, cache_dir: Path | None) -> dict:
+    from emf_bench.evaluation.world_scores import world_geneval
+    from emf_bench.generators.probe import ProbeGenerator
+    from emf_bench.storage import atomic_write_json
+    from emf_bench.text.cache import FeatureCache
+
+    generator = ProbeGenerator(folder, device=device, cache=FeatureCache(cache_dir))
+    scores = world_geneval(generator, world, (1, 2, 4))
+    result = {"benchmark": "world-geneval", "detector": "world-exact", "official": False,
+              "generator": generator.describe(), "images_per_prompt": 4,
+              "steps": {str(k): v for k, v in scores.items()}}
+    atomic_write_json(folder / "quick_eval.json", result)
+    return result
+
+
+def _print_summary(summary: dict, folder: Path, scores: dict | None) -> None:
+    from rich.table import Table
+
+    from emf_bench.cli.options import results_console
+
+    console = results_console()
+    reused = " (already finished; reused)" if summary.get("reused") else ""
+    console.print(f"probe: {folder}{reused}: {summary['step']} steps, "
+                  f"{summary['images']} images, {summary['seconds'] / 60:.1f} min")
+    if scores is None:
+        return
+    table = Table(title="world-GenEval of the probe (world-exact detector, probe generator: "
+                  "not official GenEval)")
+    steps = scores["steps"]
+    tasks = list(next(iter(steps.values()))["tasks"])
+    for column in ("steps", "overall", *tasks):
+        table.add_column(column)
+    for k, value in steps.items():
+        table.add_row(k, f"{value['overall']:.3f}", *(f"{value['tasks'][t]:.2f}" for t in tasks))
+    console.print(table)
+
+
+def generate(
+    probe: Annotated[Path, typer.Option(
+        "--probe", help="A probe folder (its latest checkpoint) or a checkpoint folder.",
+        show_default=False)],
+    prompt: Annotated[list[str], typer.Option(
+        "--prompt", "-p", help="Prompt (repeatable).", show_default=False)],
+    steps: Steps = "1,2,4",
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG grid to write.")] = Path(
+        "probe-samples.png"),
+    samples: Annotated[int, typer.Option("--samples", help="Seeds (rows) per prompt.")] = 2,
+    guidance: Guidance = 1.0,
+    view_size: Annotated[int, typer.Option("--view-size", help="Tile side in pixels.")] = 128,
+    device: Device = "auto",
+    cache_dir: CacheDir = None,
+    offline: Offline = False,
+    seed: Seed = 0,
+) -> None:
+    """Sample a probe at several step counts: one row per prompt and seed, one column per
+    step count, the same noise across a row."""
+    from emf_bench.errors import EmfBenchError
+
+    go_offline(offline)
+    counts = parse_steps(steps)
+    if out.suffix.lower() != ".png":
+        raise EmfBenchError(f"--out must be a .png file, got {out}")
+    if not 1 <= samples <= 64:
+        raise EmfBenchError(f"--samples must be 1 to 64, got {samples}")
+    if view_size < 8:
+        raise EmfBenchError(f"--view-size must be at least 8, got {view_size}")
+
+    import numpy as np
+    from PIL import Image
+
+    from emf_bench.generators.probe import ProbeGenerator
+    from emf_bench.storage import atomic_path
+    from emf_bench.text.cache import FeatureCache
+    from emf_bench.world.preview import caption_grid
+
+    generator = ProbeGenerator(probe, device=device, cache=FeatureCache(cache_dir))
+    rows = [(p, seed + i) for p in prompt for i in range(samples)]
+    by_steps = {k: generator.generate([p for p, _ in rows], k, [s for _, s in rows], guidance)
+                for k in counts}
+    tiles, captions = [], []
+    for i, (text, _) in enumerate(rows):
+        for k in counts:
+            image = Image.fromarray(by_steps[k][i]).resize((view_size, view_size),
+                                                           Image.NEAREST)
+            tiles.append(np.asarray(image))
+            captions.append(f"{k} step{'s' if k > 1 else ''}: {text}")
+    grid = caption_grid(tiles, captions, columns=len(counts))
+    with atomic_path(out) as tmp:
+        grid.save(tmp, format="PNG")
+    typer.echo(f"wrote {out} ({len(rows)} rows x {len(counts)} step counts; "
+               f"{generator.name}, guidance {guidance:g})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-probe")(world_options(train_probe))
+    app.command("generate")(generate)

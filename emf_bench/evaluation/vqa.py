@@ -1,0 +1,153 @@
+"""DPG-Bench question answering backends behind one protocol, each labelled official or not.
+
+- `world-oracle`: exact answers for the world's questions, from the exact detector.
+- `hf:<model id or path>`: a transformers VQA model: a classifier over answers (ViLT), a
+  generative VQA model (BLIP), or a chat vision-language model (image-text-to-text), asked for a
+  yes/no answer. Not official.
+- `mplug`: DPG-Bench's own mPLUG-large through modelscope (optional): official.
+
+Answers are normalised to lower case; DPG-Bench scores an answer 1 only if it is exactly "yes".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from emf_bench.errors import EmfBenchError, unknown_name
+
+MPLUG = "damo/mplug_visual-question-answering_coco_large_en"
+VQA_BACKENDS = ("world-oracle", "hf:<model>", "mplug")
+
+
+@runtime_checkable
+class VQA(Protocol):
+    name: str
+    official: bool
+
+    def answer(self, image: np.ndarray, questions: Sequence[str]) -> list[str]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def normalise(answer: str) -> str:
+    return " ".join(str(answer).strip().lower().rstrip(".!").split())
+
+
+class TransformersVQA:
+    """A transformers VQA or vision-language model (`hf:<model>`, not official)."""
+
+    official = False
+
+    def __init__(self, model: str, device: str | None = "cpu", revision: str | None = None,
+                 max_new_tokens: int = 4):
+        import torch
+        import transformers as tf
+
+        from emf_bench.evaluation.detectors import _card
+        from emf_bench.text.base import resolve_device
+        from emf_bench.text.hf import hf_load
+
+        self.name, self.model_id, self.revision = f"hf:{model}", model, revision
+        self.device, self.max_new_tokens = resolve_device(device), max_new_tokens
+        self._torch = torch
+        card = _card("vqa", model, revision)
+        config = hf_load(tf.AutoConfig.from_pretrained, card, "config")
+        self.processor = hf_load(tf.AutoProcessor.from_pretrained, card, "processor")
+        vqa_types = tf.models.auto.modeling_auto.MODEL_FOR_VISUAL_QUESTION_ANSWERING_MAPPING_NAMES
+        if config.model_type in vqa_types:
+            loader = tf.AutoModelForVisualQuestionAnswering
+            self.mode = "classifier" if config.model_type == "vilt" else "generate"
+        else:
+            loader = tf.AutoModelForImageTextToText
+            self.mode = "chat"
+        self.model = hf_load(loader.from_pretrained, card, "VQA model").to(self.device).eval()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "official": False, "model": self.model_id,
+                "revision": self.revision, "mode": self.mode}
+
+    def answer(self, image: np.ndarray, questions: Sequence[str]) -> list[str]:
+        torch = self._torch
+        answers = []
+        for question in questions:
+            if self.mode == "chat":
+                messages = [{"role": "user", "content": [
+                    {"type": "image"},
+                    {"type": "text", "text": f"{question} Answer yes or no."}]}]
+                text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+                inputs = self.processor(images=image, text=text, return_tensors="pt")
+            else:
+                inputs = self.processor(images=image, text=question, return_tensors="pt")
+            inputs = inputs.to(self.device)
+            with torch.no_grad():
+                if self.mode == "classifier":
+                    logits = self.model(**inputs).logits[0]
+                    answers.append(normalise(self.model.config.id2label[int(logits.argmax())]))
+                    continue
+                out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens,
+                                          do_sample=False)
+            if self.mode == "chat":
+                out = out[:, inputs["input_ids"].shape[1]:]
+            answers.append(normalise(self.processor.batch_decode(
+                out, skip_special_tokens=True)[0]))
+        return answers
+
+
+class MPlugVQA:
+    """DPG-Bench's VQA model, mPLUG-large through modelscope (`mplug`, official)."""
+
+    name = "mplug"
+    official = True
+
+    def __init__(self, model: str = MPLUG, device: str | None = "cpu"):
+        try:
+            from modelscope.pipelines import pipeline
+            from modelscope.utils.constant import Tasks
+        except ImportError as err:
+            raise EmfBenchError(f"the mplug VQA backend needs modelscope (pip install "
+                                f"modelscope): {err}") from None
+        from PIL import Image
+
+        self.model_id = model
+        self._pipeline = pipeline(Tasks.visual_question_answering, model=model,
+                                  device="gpu" if str(device).startswith("cuda") else "cpu")
+        self._image = Image.fromarray
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "official": True, "model": self.model_id}
+
+    def answer(self, image: np.ndarray, questions: Sequence[str]) -> list[str]:
+        pil = self._image(image)
+        return [normalise(self._pipeline({"image": pil, "question": q})["text"])
+                for q in questions]
+
+
+class WorldOracle:
+    """The world's oracle behind the protocol (`world-oracle`, not official)."""
+
+    name = "world-oracle"
+    official = False
+
+    def __init__(self, world_config: dict[str, Any]):
+        from emf_bench.world import World, WorldConfig
+
+        self.inner = World(WorldConfig.from_dict(world_config)).oracle()
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def answer(self, image: np.ndarray, questions: Sequence[str]) -> list[str]:
+        return self.inner.answer(image, questions)
+
+
+def load_vqa(name: str, world: dict[str, Any] | None = None, device: str | None = "cpu") -> VQA:
+    if name == "world-oracle":
+        return WorldOracle(world or {})
+    if name.startswith("hf:") and len(name) > 3:
+        return TransformersVQA(name[3:], device)
+    if name == "mplug" or name.startswith("mplug:"):
+        return MPlugVQA(name.split(":", 1)[1] if ":" in name else MPLUG, device)
+    raise unknown_name("VQA backend", name, VQA_BACKENDS)

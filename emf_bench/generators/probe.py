@@ -1,0 +1,91 @@
+"""A trained probe as a generator: prompts -> text features (through the cache) -> MeanFlow
+sampling at any number of steps, with optional guidance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emf_bench.errors import EmfBenchError
+from emf_bench.probe.checkpoint import load_checkpoint
+from emf_bench.probe.data import FeatureStats, make_conditions
+from emf_bench.probe.model import ProbeConfig, build_model
+from emf_bench.probe.sampler import MeanFlowSampler, SamplingRecord
+
+
+def image_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)))
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(B, C, H, W) in [-1, 1] -> (B, H, W, C) uint8."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+class ProbeGenerator:
+    official = False
+
+    def __init__(self, path: Path | str, device: str | None = "cpu", cache=None,
+                 batch_size: int = 64):
+        from emf_bench.text.base import resolve_device
+        from emf_bench.text.card import EncoderCard
+
+        checkpoint = load_checkpoint(Path(path))
+        self.path = checkpoint.path
+        self.state = checkpoint.state
+        self.card = EncoderCard.from_dict(self.state["encoder"],
+                                          source=f"checkpoint {checkpoint.path}")
+        self.config = ProbeConfig.from_dict(self.state["probe"])
+        self.objective = self.state["train"]["objective"]
+        self.device = resolve_device(device)
+        self.model = build_model(self.config)
+        try:
+            self.model.load_state_dict(checkpoint.ema)
+        except RuntimeError as err:
+            raise EmfBenchError(f"checkpoint {checkpoint.path} does not match the probe "
+                                f"architecture it records ({str(err).splitlines()[0]})"
+                                ) from None
+        self.model.to(self.device).eval()
+        self.stats = FeatureStats.from_tensors(checkpoint.conditioning)
+        self.cache, self.batch_size = cache, batch_size
+        self.name = f"probe:{self.card.name}/{self.objective}"
+        self.last_record: SamplingRecord | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": "probe", "official": False, "path": str(self.path),
+                "step": self.state["step"], "encoder": self.card.name,
+                "objective": self.objective}
+
+    def conditions(self, prompts: Sequence[str]):
+        from emf_bench.text.cache import encode_texts
+
+        unique = list(dict.fromkeys(prompts))
+        encoded = encode_texts(self.card, unique, self.cache,
+                               need_tokens=self.config.conditioning != "pooled",
+                               device=str(self.device))
+        conditions = make_conditions(encoded.pooled, encoded.tokens, self.stats)
+        row = {p: i for i, p in enumerate(unique)}
+        return conditions, torch.tensor([row[p] for p in prompts])
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], steps: int, seeds: Sequence[int],
+                 guidance: float = 1.0) -> list[np.ndarray]:
+        conditions, rows = self.conditions(prompts)
+        shape = (self.config.channels, self.config.image_size, self.config.image_size)
+        images: list[np.ndarray] = []
+        sampler = MeanFlowSampler()
+        for start in range(0, len(prompts), self.batch_size):
+            part = rows[start:start + self.batch_size]
+            noise = torch.stack([image_noise(s, shape) for s in seeds[start:start + len(part)]])
+            cond = conditions.rows(part)
+            x, self.last_record = sampler.sample(
+                self.model, noise.to(self.device), cond["pooled"].to(self.device),
+                None if cond["tokens"] is None else cond["tokens"].to(self.device),
+                None if cond["mask"] is None else cond["mask"].to(self.device),
+                steps=steps, guidance=guidance)
+            images += list(to_uint8(x.cpu()))
+        return images

@@ -1,0 +1,121 @@
+"""Probe checkpoints: atomic folders of safetensors weights plus a JSON state.
+
+    <probe dir>/latest.json                     {"checkpoint": "step-0000500", "step": 500}
+    <probe dir>/checkpoints/step-0000500/       model.safetensors (raw weights)
+                                                ema.safetensors (the weights used for sampling)
+                                                conditioning.safetensors (feature statistics)
+                                                optimizer.pt (optimizer and RNG state; loaded
+                                                with weights_only=True)
+                                                state.json (step, time, config, encoder card)
+    <probe dir>/train_log.csv
+
+A checkpoint folder is built under a temporary name and renamed into place, and latest.json
+moves to it only then, so an interrupted save never leaves a half checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emf_bench.errors import EmfBenchError
+from emf_bench.storage import atomic_directory, atomic_write_json
+
+CHECKPOINT_VERSION = 1
+LATEST = "latest.json"
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    state: dict[str, Any]
+    model: dict[str, torch.Tensor]
+    ema: dict[str, torch.Tensor]
+    conditioning: dict[str, torch.Tensor]
+    training: dict[str, Any] | None  # optimizer and RNG state (None when not asked for)
+
+
+def save_checkpoint(probe_dir: Path, model: torch.nn.Module, ema: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor],
+                    stats: dict[str, torch.Tensor], state: dict[str, Any], keep: int = 2) -> Path:
+    from safetensors.torch import save_file
+
+    name = f"step-{state['step']:07d}"
+    root = Path(probe_dir) / "checkpoints"
+    with atomic_directory(root / name, overwrite=True) as tmp:
+        save_file(_contiguous(model.state_dict()), str(tmp / "model.safetensors"))
+        save_file(_contiguous(ema.state_dict()), str(tmp / "ema.safetensors"))
+        save_file(_contiguous(stats), str(tmp / "conditioning.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "rng": rng}, tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({**state, "version": CHECKPOINT_VERSION},
+                                                   indent=2))
+    atomic_write_json(Path(probe_dir) / LATEST, {"checkpoint": name, "step": state["step"]})
+    others = sorted(p for p in root.glob("step-*") if p.name != name)
+    for old in others[: max(len(others) - (keep - 1), 0)]:  # keep the newest `keep` in all
+        shutil.rmtree(old, ignore_errors=True)
+    return root / name
+
+
+def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+
+def checkpoint_dir(path: Path) -> Path:
+    """A checkpoint folder, from itself or from a probe folder (its latest checkpoint)."""
+    path = Path(path)
+    if (path / "state.json").exists():
+        return path
+    latest = path / LATEST
+    if not latest.exists():
+        raise EmfBenchError(f"{path} is neither a probe folder (no {LATEST}) nor a checkpoint "
+                            f"(no state.json)")
+    try:
+        name = json.loads(latest.read_text())["checkpoint"]
+    except (OSError, ValueError, KeyError) as err:
+        raise EmfBenchError(f"corrupt {latest}: {err}") from None
+    return path / "checkpoints" / name
+
+
+def has_checkpoint(probe_dir: Path) -> bool:
+    return (Path(probe_dir) / LATEST).exists()
+
+
+def load_checkpoint(path: Path, training: bool = False) -> Checkpoint:
+    """Read and check a checkpoint (one clear line for anything missing or corrupt)."""
+    from safetensors.torch import load_file
+
+    folder = checkpoint_dir(path)
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EmfBenchError(f"checkpoint {folder} is missing state.json") from None
+    except (OSError, ValueError) as err:
+        raise EmfBenchError(f"corrupt checkpoint state {folder / 'state.json'}: {err}") from None
+    if not isinstance(state, dict) or state.get("version", 0) > CHECKPOINT_VERSION:
+        raise EmfBenchError(f"checkpoint {folder} comes from a newer emf-bench (version "
+                            f"{state.get('version') if isinstance(state, dict) else '?'})")
+    tensors = {}
+    for name in ("model", "ema", "conditioning"):
+        file = folder / f"{name}.safetensors"
+        try:
+            tensors[name] = load_file(str(file))
+        except FileNotFoundError:
+            raise EmfBenchError(f"checkpoint {folder} is missing {file.name}") from None
+        except Exception as err:  # safetensors raises its own error types
+            raise EmfBenchError(f"corrupt checkpoint file {file}: {err}") from None
+    extra = None
+    if training:
+        try:
+            extra = torch.load(folder / "optimizer.pt", weights_only=True)
+        except FileNotFoundError:
+            raise EmfBenchError(f"checkpoint {folder} is missing optimizer.pt") from None
+        except Exception as err:
+            raise EmfBenchError(f"corrupt checkpoint file {folder / 'optimizer.pt'}: "
+                                f"{str(err).splitlines()[0]}") from None
+    return Checkpoint(folder, state, tensors["model"], tensors["ema"], tensors["conditioning"],
+                      extra)

@@ -1,0 +1,471 @@
+"""The probe's velocity network u(z_t, r, t | text): DiT-style or a small conv U-Net.
+
+Both take EMF's two time embeddings, phi_end(t) + phi_interval(t - r) (a flow-matching probe has
+the single phi(t)), and text features two ways, selectable: pooled features into adaLN / FiLM,
+and token features with their mask through cross-attention. The null condition for guidance is
+a zero feature or a learned one. Size presets are small factory functions in `PROBE_PRESETS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from emf_bench.errors import EmfBenchError, unknown_name
+
+CONDITIONING = ("pooled", "tokens", "both")
+TIME_MODES = ("interval", "single")  # meanflow: end(t) + interval(t - r); flow matching: t
+
+_PLAIN_ATTENTION = contextvars.ContextVar("plain_attention", default=False)
+
+
+@contextlib.contextmanager
+def plain_attention() -> Iterator[None]:
+    """Inside, attention is written out by hand: forward-mode AD (the MeanFlow JVP) does not
+    pass through PyTorch's fused attention kernels."""
+    token = _PLAIN_ATTENTION.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN_ATTENTION.reset(token)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, H, Lq, d) attention; `mask` (B, Lk) True on keys to attend to."""
+    bias = None
+    if mask is not None:
+        bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device)
+        bias = bias.masked_fill(~mask, float("-inf"))[:, None, None, :]
+    if _PLAIN_ATTENTION.get():
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        if bias is not None:
+            scores = scores + bias
+        return scores.softmax(dim=-1) @ v
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Architecture of a probe (saved with every checkpoint)."""
+
+    arch: str = "dit"  # "dit" or "unet"
+    image_size: int = 32
+    channels: int = 3
+    cond_dim: int = 16  # the text encoder's feature size
+    conditioning: str = "pooled"
+    time: str = "interval"
+    null: str = "zero"  # "zero" feature or "learned" embedding
+    width: int = 128
+    depth: int = 4
+    heads: int = 4
+    patch: int = 4
+    mlp_ratio: float = 4.0
+    unet_channels: tuple[int, ...] = (32, 64, 128)
+    blocks_per_level: int = 1
+    # The U-Net works on space-to-depth patches (pixel-unshuffle): lossless, and a patch of 2
+    # quarters the cost of every level while each output position still paints its 2x2 pixels.
+    unet_patch: int = 1
+    # Self-attention at the U-Net's lowest resolution: global communication, which a one-step
+    # sampler needs to settle where the objects go (16 tokens at 32x32 with patch 2: cheap).
+    unet_attention: bool = False
+    time_scale: float = 1000.0
+    # "u": the network outputs the average velocity. "x": it outputs a clean-image estimate D and
+    # u = (z_t - D) / max(t, t_min): one step then returns D itself, and a small network spends
+    # its capacity on images instead of on reproducing the noise (as in JiT, "Back to Basics").
+    prediction: str = "u"
+    t_min: float = 0.05
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unet_channels", tuple(self.unet_channels))
+        if self.arch not in ("dit", "unet"):
+            raise unknown_name("probe architecture", self.arch, ("dit", "unet"))
+        if self.conditioning not in CONDITIONING:
+            raise unknown_name("conditioning", self.conditioning, CONDITIONING)
+        if self.time not in TIME_MODES:
+            raise unknown_name("time conditioning", self.time, TIME_MODES)
+        if self.prediction not in ("u", "x"):
+            raise unknown_name("prediction", self.prediction, ("u", "x"))
+        if self.null not in ("zero", "learned"):
+            raise unknown_name("null condition", self.null, ("zero", "learned"))
+        if self.arch == "dit" and self.image_size % self.patch:
+            raise EmfBenchError(f"image size {self.image_size} is not a multiple of patch "
+                                f"{self.patch}")
+        if self.arch == "unet" and (self.image_size // self.unet_patch) % 2 ** (
+                len(self.unet_channels) - 1):
+            raise EmfBenchError(f"image size {self.image_size} cannot be halved "
+                                f"{len(self.unet_channels) - 1} times")
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["unet_channels"] = list(self.unet_channels)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ProbeConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# --- shared pieces ----------------------------------------------------------------------------
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal embedding of a scalar in [0, 1] followed by an MLP (DiT's).
+
+    `scale` multiplies t before the sinusoids (DiT: 1000). du/dt inherits it: large scales make
+    the MeanFlow target v - (t - r) du/dt run away, so probes use a small one.
+    """
+
+    def __init__(self, width: int, frequencies: int = 256, scale: float = 1000.0):
+        super().__init__()
+        self.frequencies = frequencies
+        self.scale = scale
+        self.mlp = nn.Sequential(nn.Linear(frequencies, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.frequencies // 2
+        dtype = self.mlp[0].weight.dtype  # float32 (or float64 in the JVP tests), not t's
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=dtype)
+                          / half)
+        args = self.scale * t[:, None].to(dtype) * freqs[None]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+class Conditioning(nn.Module):
+    """Time and text into one (B, width) vector, and text tokens into (B, L, width) keys."""
+
+    def __init__(self, config: ProbeConfig, width: int):
+        super().__init__()
+        self.config = config
+        if config.time == "interval":
+            self.end = TimestepEmbedder(width, scale=config.time_scale)
+            self.interval = TimestepEmbedder(width, scale=config.time_scale)
+        else:
+            self.time = TimestepEmbedder(width, scale=config.time_scale)
+        if config.conditioning in ("pooled", "both"):
+            self.pooled = nn.Sequential(nn.Linear(config.cond_dim, width), nn.SiLU(),
+                                        nn.Linear(width, width))
+        if config.conditioning in ("tokens", "both"):
+            self.tokens = nn.Linear(config.cond_dim, width)
+        if config.null == "learned":
+            self.null_embedding = nn.Parameter(torch.zeros(config.cond_dim))
+
+    def time_embedding(self, t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        if self.config.time == "interval":
+            return self.end(t) + self.interval(t - r)
+        return self.time(t)
+
+    def apply_null(self, pooled: torch.Tensor, tokens: torch.Tensor | None,
+                   drop: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Replace the conditions of rows where `drop` is True by the null condition."""
+        if drop is None or not drop.any():
+            return pooled, tokens
+        null = self.null_embedding if self.config.null == "learned" else torch.zeros_like(
+            pooled[0])
+        pooled = torch.where(drop[:, None], null.to(pooled.dtype), pooled)
+        if tokens is not None:
+            tokens = torch.where(drop[:, None, None], null.to(tokens.dtype), tokens)
+        return pooled, tokens
+
+    def forward(self, t, r, pooled, tokens, token_mask):
+        emb = self.time_embedding(t, r)
+        if hasattr(self, "pooled"):
+            emb = emb + self.pooled(pooled)
+        keys = self.tokens(tokens) if hasattr(self, "tokens") and tokens is not None else None
+        return emb, keys, token_mask
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None):
+        b, n, w = x.shape
+        h = self.heads
+        q = self.q(self.norm(x)).view(b, n, h, w // h).transpose(1, 2)
+        k, v = self.kv(keys).view(b, keys.shape[1], 2, h, w // h).permute(2, 0, 3, 1, 4)
+        return self.out(attention(q, k, v, mask).transpose(1, 2).reshape(b, n, w))
+
+
+# --- DiT --------------------------------------------------------------------------------------
+
+
+class DiTBlock(nn.Module):
+    """adaLN-Zero block (DiT), with cross-attention to text tokens when configured."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, cross: bool):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.cross = CrossAttention(width, heads) if cross else None
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"),
+                                 nn.Linear(hidden, width))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def forward(self, x, c, keys=None, key_mask=None):
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
+        b, n, w = x.shape
+        h = modulate(self.norm1(x), shift1, scale1)
+        q, k, v = self.qkv(h).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        x = x + gate1.unsqueeze(1) * self.proj(attention(q, k, v).transpose(1, 2).reshape(b, n, w))
+        if self.cross is not None and keys is not None:
+            x = x + self.cross(x, keys, key_mask)
+        return x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+
+class DiT(nn.Module):
+    """Patchify, transformer blocks with adaLN-Zero, unpatchify (as DiT's models.py)."""
+
+    def __init__(self, config: ProbeConfig):
+        super().__init__()
+        self.config = config
+        w, p = config.width, config.patch
+        self.grid = config.image_size // p
+        self.patchify = nn.Conv2d(config.channels, w, p, stride=p)
+        self.pos = nn.Parameter(_sincos_2d(w, self.grid), requires_grad=False)  # (T, w)
+        self.cond = Conditioning(config, w)
+        cross = config.conditioning in ("tokens", "both")
+        self.blocks = nn.ModuleList(DiTBlock(w, config.heads, config.mlp_ratio, cross)
+                                    for _ in range(config.depth))
+        self.final_norm = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
+        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(w, 2 * w))
+        self.final = nn.Linear(w, p * p * config.channels)
+        for layer in (self.final_ada[1], self.final):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, z, t, r, pooled, tokens=None, token_mask=None):
+        c, keys, key_mask = self.cond(t, r, pooled, tokens, token_mask)
+        x = self.patchify(z).flatten(2).transpose(1, 2) + self.pos  # (B, T, w), T = (H / p)^2
+        for block in self.blocks:
+            x = block(x, c, keys, key_mask)
+        shift, scale = self.final_ada(c).chunk(2, dim=-1)
+        x = self.final(modulate(self.final_norm(x), shift, scale))  # (B, T, p * p * C)
+        b, g, p, ch = x.shape[0], self.grid, self.config.patch, self.config.channels
+        return x.view(b, g, g, p, p, ch).permute(0, 5, 1, 3, 2, 4).reshape(b, ch, g * p, g * p)
+
+
+def _sincos_2d(width: int, grid: int) -> torch.Tensor:
+    coords = torch.arange(grid, dtype=torch.float32)
+    quarter = width // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    out_y = coords[:, None] * omega[None]
+    emb_y = torch.cat([out_y.sin(), out_y.cos()], dim=1)  # (grid, width / 2)
+    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    return torch.cat([emb_y[ys.flatten()], emb_y[xs.flatten()]], dim=1)
+
+
+# --- U-Net ------------------------------------------------------------------------------------
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, width: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(8, c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.film = nn.Linear(width, 2 * c_out)
+        self.norm2 = nn.GroupNorm(min(8, c_out), c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, c):
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.film(c).chunk(2, dim=-1)
+        h = self.norm2(h) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+        return self.skip(x) + self.conv2(F.silu(h))
+
+
+class SelfAttention(nn.Module):
+    """Pre-norm multi-head self-attention over a feature map's positions (zero-init output)."""
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(min(8, channels), channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        seq = self.norm(x).flatten(2).transpose(1, 2)  # (B, H * W, C)
+        q, k, v = self.qkv(seq).view(b, h * w, 3, self.heads, c // self.heads).permute(
+            2, 0, 3, 1, 4)
+        out = attention(q, k, v).transpose(1, 2).reshape(b, h * w, c)
+        return x + self.out(out).transpose(1, 2).view(b, c, h, w)
+
+
+class UNet(nn.Module):
+    """A small conv U-Net with FiLM conditioning and cross-attention at the lowest level."""
+
+    def __init__(self, config: ProbeConfig):
+        super().__init__()
+        self.config = config
+        chans = config.unet_channels
+        width = config.width
+        self.cond = Conditioning(config, width)
+        self.cond_act = nn.SiLU()
+        p = config.unet_patch
+        self.inp = nn.Conv2d(config.channels * p * p, chans[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        c_prev = chans[0]
+        skips = []
+        for i, c in enumerate(chans):
+            blocks = nn.ModuleList()
+            for _ in range(config.blocks_per_level):
+                blocks.append(ResBlock(c_prev, c, width))
+                c_prev = c
+            self.down.append(blocks)
+            skips.append(c)
+            if i < len(chans) - 1:
+                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+        self.mid = ResBlock(c_prev, c_prev, width)
+        self.mid_attention = SelfAttention(c_prev, max(1, c_prev // 32)) \
+            if config.unet_attention else None
+        self.cross = CrossAttention(c_prev, max(1, c_prev // 32)) if config.conditioning in (
+            "tokens", "both") else None
+        self.key_proj = nn.Linear(width, c_prev) if self.cross is not None else None
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for i, c in reversed(list(enumerate(chans))):
+            blocks = nn.ModuleList()
+            for j in range(config.blocks_per_level):
+                blocks.append(ResBlock(c_prev + (skips[i] if j == 0 else 0), c, width))
+                c_prev = c
+            self.up.append(blocks)
+            if i > 0:
+                self.upsample.append(nn.Conv2d(c, chans[i - 1], 3, padding=1))
+                c_prev = chans[i - 1]
+        self.out_norm = nn.GroupNorm(min(8, c_prev), c_prev)
+        self.out = nn.Conv2d(c_prev, config.channels * p * p, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, z, t, r, pooled, tokens=None, token_mask=None):
+        c, keys, key_mask = self.cond(t, r, pooled, tokens, token_mask)
+        c = self.cond_act(c)
+        p = self.config.unet_patch
+        x = self.inp(F.pixel_unshuffle(z, p) if p > 1 else z)
+        skips = []
+        for i, blocks in enumerate(self.down):
+            for block in blocks:
+                x = block(x, c)
+            skips.append(x)
+            if i < len(self.downsample):
+                x = self.downsample[i](x)
+        x = self.mid(x, c)
+        if self.mid_attention is not None:
+            x = self.mid_attention(x)
+        if self.cross is not None and keys is not None:
+            b, ch, hh, ww = x.shape
+            seq = x.flatten(2).transpose(1, 2)
+            seq = seq + self.cross(seq, self.key_proj(keys), key_mask)
+            x = seq.transpose(1, 2).reshape(b, ch, hh, ww)
+        for k, blocks in enumerate(self.up):
+            x = torch.cat([x, skips.pop()], dim=1)
+            for block in blocks:
+                x = block(x, c)
+            if k < len(self.upsample):
+                x = self.upsample[k](F.interpolate(x, scale_factor=2, mode="nearest"))
+        out = self.out(F.silu(self.out_norm(x)))
+        return F.pixel_shuffle(out, p) if p > 1 else out
+
+
+# --- presets ----------------------------------------------------------------------------------
+
+
+def cpu_unet(**kw) -> ProbeConfig:
+    """Trains in minutes on 2 CPU cores at 32x32 (the default)."""
+    return ProbeConfig(arch="unet", width=128, unet_channels=(32, 64, 96), **kw)
+
+
+def cpu_dit(**kw) -> ProbeConfig:
+    return ProbeConfig(arch="dit", width=128, depth=4, heads=4, patch=4, **kw)
+
+
+def gpu_dit_s(**kw) -> ProbeConfig:
+    return ProbeConfig(arch="dit", width=384, depth=12, heads=6, patch=2, **kw)
+
+
+def gpu_dit_b(**kw) -> ProbeConfig:
+    return ProbeConfig(arch="dit", width=768, depth=12, heads=12, patch=2, **kw)
+
+
+def gpu_unet(**kw) -> ProbeConfig:
+    return ProbeConfig(arch="unet", width=256, unet_channels=(64, 128, 256), blocks_per_level=2,
+                       **kw)
+
+
+def tiny_unet(**kw) -> ProbeConfig:
+    """Seconds per hundred steps: for tests and smoke runs, not for quality."""
+    return ProbeConfig(arch="unet", width=32, unet_channels=(8, 16), unet_patch=2, **kw)
+
+
+PROBE_PRESETS = {"cpu": cpu_unet, "cpu-dit": cpu_dit, "gpu-unet": gpu_unet,
+                 "gpu-dit-s": gpu_dit_s, "gpu-dit-b": gpu_dit_b, "tiny": tiny_unet}
+
+
+def preset(name: str, **overrides) -> ProbeConfig:
+    if name not in PROBE_PRESETS:
+        raise unknown_name("probe size preset", name, PROBE_PRESETS)
+    return PROBE_PRESETS[name](**overrides)
+
+
+class AverageVelocity(nn.Module):
+    """u(z_t, r, t) from a backbone, in the configured parameterisation."""
+
+    def __init__(self, config: ProbeConfig):
+        super().__init__()
+        self.config = config
+        self.net = DiT(config) if config.arch == "dit" else UNet(config)
+
+    @property
+    def cond(self) -> Conditioning:
+        return self.net.cond
+
+    def forward(self, z, t, r, pooled, tokens=None, token_mask=None):
+        out = self.net(z, t, r, pooled, tokens, token_mask)
+        if self.config.prediction == "u":
+            return out
+        scale = t.clamp(min=self.config.t_min)[:, None, None, None]
+        return (z - out) / scale
+
+
+def build_model(config: ProbeConfig) -> nn.Module:
+    return AverageVelocity(config)
+
+
+def with_time(config: ProbeConfig, time: str) -> ProbeConfig:
+    return replace(config, time=time)
+
+
+__all__ = ["PROBE_PRESETS", "ProbeConfig", "build_model", "field", "plain_attention", "preset"]

@@ -1,0 +1,143 @@
+"""MeanFlow and flow-matching objectives.
+
+Path z_t = (1 - t) x + t e (t = 1 is noise), velocity v = e - x. The network u(z_t, r, t)
+predicts the average velocity over [r, t]; the MeanFlow target is
+u_tgt = v - (t - r) du/dt, with du/dt the JVP of u along (v, 0, 1) in (z, r, t), detached.
+Per-sample loss: sum over dimensions of (u - u_tgt)^2, weighted by 1 / (loss + 1e-3)^p
+(weight detached). Flow matching is r = t: no JVP, target v.
+
+Guidance trained into the target (the MeanFlow paper's way, `guidance` w != 1): for samples
+that keep their condition, v is replaced by v~ = w v + (1 - w) u(z_t, t, t | null), the network's
+own null-condition velocity (detached), both in the target and as the JVP tangent; sampling then
+needs one network call per step. EMF instead guides at sampling time (see the sampler).
+
+The JVP is taken only for the samples with r != t (the term vanishes when r = t), inside
+`plain_attention()` because forward-mode AD does not pass through fused attention kernels.
+Strategies: `func` (torch.func.jvp, default), `autograd` (double backward), `fd` (central
+finite differences).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from emf_bench.errors import unknown_name
+from emf_bench.probe.model import plain_attention
+
+OBJECTIVES = ("meanflow", "flow-matching")
+JVP_STRATEGIES = ("func", "autograd", "fd")
+
+
+@dataclass(frozen=True)
+class Objective:
+    kind: str = "meanflow"
+    jvp: str = "func"
+    p: float = 1.0  # adaptive weight exponent (0: plain summed squared error)
+    eps: float = 1e-3  # adaptive weight offset
+    fd_step: float = 1e-3
+    guidance: float = 1.0  # trained-in guidance scale w (1: none)
+
+    def __post_init__(self) -> None:
+        if self.kind not in OBJECTIVES:
+            raise unknown_name("objective", self.kind, OBJECTIVES)
+        if self.jvp not in JVP_STRATEGIES:
+            raise unknown_name("JVP strategy", self.jvp, JVP_STRATEGIES)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Fn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def average_velocity_and_derivative(fn: Fn, z: torch.Tensor, t: torch.Tensor, r: torch.Tensor,
+                                    v: torch.Tensor, strategy: str = "func",
+                                    fd_step: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """(u, du/dt) of fn(z, t, r) along tangents (v, 1, 0); u keeps its graph, du/dt does not."""
+    ones, zeros = torch.ones_like(t), torch.zeros_like(r)
+    if strategy == "func":
+        with plain_attention():
+            u, dudt = torch.func.jvp(fn, (z, t, r), (v, ones, zeros))
+        return u, dudt.detach()
+    u = fn(z, t, r)
+    if strategy == "autograd":
+        with plain_attention(), torch.enable_grad():
+            inputs = (z.detach().requires_grad_(), t.detach().requires_grad_(),
+                      r.detach().requires_grad_())
+            _, dudt = torch.autograd.functional.jvp(fn, inputs, (v, ones, zeros),
+                                                    create_graph=False, strict=False)
+        return u, dudt.detach()
+    if strategy == "fd":
+        h = fd_step
+        with torch.no_grad():
+            dudt = (fn(z + h * v, t + h, r) - fn(z - h * v, t - h, r)) / (2 * h)
+        return u, dudt
+    raise unknown_name("JVP strategy", strategy, JVP_STRATEGIES)
+
+
+def _weighted(err: torch.Tensor, objective: Objective) -> tuple[torch.Tensor, torch.Tensor]:
+    per_sample = err.flatten(1).sum(dim=1)
+    if objective.p == 0:
+        return per_sample.mean(), per_sample.detach()
+    weight = 1.0 / (per_sample.detach() + objective.eps) ** objective.p
+    return (weight * per_sample).mean(), per_sample.detach()
+
+
+def _guided_velocity(model: torch.nn.Module, z: torch.Tensor, t: torch.Tensor,
+                     v: torch.Tensor, cond: dict, w: float) -> torch.Tensor:
+    """v~ = w v + (1 - w) u(z_t, t, t | null) for rows that keep their condition."""
+    kept = ~cond["dropped"] if cond.get("dropped") is not None else torch.ones_like(
+        t, dtype=torch.bool)
+    rows = kept.nonzero().squeeze(1)
+    if not len(rows):
+        return v
+    tokens = cond["tokens"][rows] if cond.get("tokens") is not None else None
+    mask = cond["mask"][rows] if cond.get("mask") is not None else None
+    pooled, tokens = model.cond.apply_null(cond["pooled"][rows], tokens,
+                                           torch.ones(len(rows), dtype=torch.bool, device=t.device))
+    with torch.no_grad():
+        u_null = model(z[rows], t[rows], t[rows], pooled, tokens, mask)
+    v = v.clone()
+    v[rows] = w * v[rows] + (1 - w) * u_null
+    return v
+
+
+def probe_loss(model: torch.nn.Module, x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+               r: torch.Tensor, cond: dict, objective: Objective
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """(weighted loss, stats) for a batch of clean images x with their noise and times."""
+    t4, r4 = t[:, None, None, None], r[:, None, None, None]
+    z = (1 - t4) * x + t4 * noise
+    v = noise - x
+    if objective.guidance != 1.0:
+        v = _guided_velocity(model, z, t, v, cond, objective.guidance)
+
+    def fn_rows(rows: torch.Tensor) -> Fn:
+        pooled = cond["pooled"][rows]
+        tokens = cond["tokens"][rows] if cond.get("tokens") is not None else None
+        mask = cond["mask"][rows] if cond.get("mask") is not None else None
+        return lambda zz, tt, rr: model(zz, tt, rr, pooled, tokens, mask)
+
+    target = v.clone()
+    u = torch.empty_like(x)
+    if objective.kind == "flow-matching":
+        r = t
+        moving = torch.zeros_like(t, dtype=torch.bool)
+    else:
+        moving = r < t
+    still = (~moving).nonzero().squeeze(1)
+    move = moving.nonzero().squeeze(1)
+    if len(still):
+        u_still = fn_rows(still)(z[still], t[still], t[still])
+        u = u.index_put((still,), u_still)
+    if len(move):
+        u_move, dudt = average_velocity_and_derivative(
+            fn_rows(move), z[move], t[move], r[move], v[move], objective.jvp, objective.fd_step)
+        u = u.index_put((move,), u_move)
+        target[move] = v[move] - (t4[move] - r4[move]) * dudt
+    loss, per_sample = _weighted((u - target.detach()) ** 2, objective)
+    return loss, {"loss": float(loss.detach()), "mse": float(per_sample.mean()),
+                  "moving": float(moving.float().mean())}

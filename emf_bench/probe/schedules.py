@@ -1,0 +1,52 @@
+"""(t, r) sampling: MeanFlow's logit-normal with a fixed share of r != t, and EMF's adaptive
+schedule, whose mu, sigma and share move over training progress p in [0, 1]."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from emf_bench.errors import unknown_name
+
+SCHEDULES = ("meanflow", "emf", "flow-matching")
+
+
+@dataclass(frozen=True)
+class TimeSchedule:
+    kind: str = "emf"
+    mu: tuple[float, float] = (-0.5, 0.5)  # start, end (equal for the fixed schedule)
+    sigma: tuple[float, float] = (1.0, 2.0)
+    ratio: tuple[float, float] = (0.25, 0.75)  # share of samples with r != t
+    curve: str = "linear"  # or "cosine"
+
+    @classmethod
+    def named(cls, kind: str) -> TimeSchedule:
+        if kind == "meanflow":  # the MeanFlow paper: logit-normal(-0.4, 1.0), 25% r != t
+            return cls("meanflow", (-0.4, -0.4), (1.0, 1.0), (0.25, 0.25))
+        if kind == "emf":
+            return cls("emf")
+        if kind == "flow-matching":
+            return cls("flow-matching", (-0.4, -0.4), (1.0, 1.0), (0.0, 0.0))
+        raise unknown_name("time schedule", kind, SCHEDULES)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def at(self, progress: float) -> tuple[float, float, float]:
+        p = min(max(progress, 0.0), 1.0)
+        if self.curve == "cosine":
+            p = 0.5 - 0.5 * math.cos(math.pi * p)
+        mix = lambda pair: pair[0] + (pair[1] - pair[0]) * p  # noqa: E731
+        return mix(self.mu), mix(self.sigma), mix(self.ratio)
+
+    def sample(self, n: int, progress: float, generator: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t, r), each (n,), with r <= t; a share `1 - ratio` has r = t."""
+        mu, sigma, ratio = self.at(progress)
+        a = torch.sigmoid(mu + sigma * torch.randn(n, generator=generator))
+        b = torch.sigmoid(mu + sigma * torch.randn(n, generator=generator))
+        t, r = torch.maximum(a, b), torch.minimum(a, b)
+        same = torch.rand(n, generator=generator) >= ratio
+        return t, torch.where(same, t, r)

@@ -1,0 +1,376 @@
+"""Train a probe: `emf-bench train-probe`.
+
+A `meanflow` probe spends the first `warm_start` share of its budget on flow matching (r = t,
+no JVP, 2x cheaper per image) and the rest on MeanFlow, in one network with both time
+embeddings; `--init-from` starts instead from a separately trained flow-matching probe, its
+single time embedding copied into both (EMF fine-tunes a pretrained flow model the same way).
+A `flow-matching` probe is the baseline: one time embedding, r = t throughout.
+
+AdamW with linear warm-up and a cosine decay over the budget, EMA weights for sampling, seeded
+batches, times and noise. Checkpoints every `checkpoint_every` steps and at the end; a resumed
+run continues the same sequence of batches, so its loss curve continues the old one. Under
+torchrun every rank draws the same global batch and trains on its slice; gradients are averaged
+explicitly (torch.func.jvp bypasses DDP's hooks), rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emf_bench import distributed
+from emf_bench.errors import EmfBenchError, unknown_name
+from emf_bench.probe.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from emf_bench.probe.model import ProbeConfig, build_model, preset
+from emf_bench.probe.objectives import OBJECTIVES, Objective, probe_loss
+from emf_bench.probe.schedules import TimeSchedule
+from emf_bench.storage import atomic_write_json, atomic_write_text
+
+LOG_COLUMNS = ("step", "seconds", "phase", "lr", "loss", "mse", "images_per_s")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    objective: str = "meanflow"
+    size: str = "cpu"
+    budget: str = "4m"  # "90s", "4m", "1.5h" or "3000steps"
+    batch_size: int = 32
+    lr: float = 2e-3
+    final_lr: float = 0.1  # cosine decay to this share of lr
+    warmup_steps: int = 100
+    ema_decay: float = 0.995
+    warm_start: float = 0.4  # meanflow only: budget share trained with flow matching first
+    schedule: str = "emf"
+    jvp: str = "func"
+    adaptive_p: float = 1.0
+    train_guidance: float = 1.0
+    cond_dropout: float = 0.1
+    conditioning: str = "pooled"
+    null: str = "zero"
+    prediction: str = "x"
+    train_size: int = 20000
+    seed: int = 0
+    checkpoint_every: int = 250
+    log_every: int = 10
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise unknown_name("objective", self.objective, OBJECTIVES)
+        parse_budget(self.budget)
+        if self.batch_size < 1 or self.train_size < 1:
+            raise EmfBenchError("batch size and training-set size must be at least 1")
+        if not 0 <= self.warm_start < 1:
+            raise EmfBenchError(f"warm_start must be in [0, 1), got {self.warm_start}")
+        if not 0 <= self.cond_dropout < 1:
+            raise EmfBenchError(f"condition dropout must be in [0, 1), got {self.cond_dropout}")
+        Objective(self.objective, self.jvp, self.adaptive_p, guidance=self.train_guidance)
+        TimeSchedule.named(self.schedule)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def probe_config(self, cond_dim: int) -> ProbeConfig:
+        return preset(self.size, cond_dim=cond_dim, conditioning=self.conditioning,
+                      null=self.null, prediction=self.prediction,
+                      time="interval" if self.objective == "meanflow" else "single")
+
+    def comparable(self) -> dict[str, Any]:
+        """Fields a resumed run must share with the checkpoint (budget and saving may differ)."""
+        return {k: v for k, v in self.to_dict().items()
+                if k not in ("budget", "checkpoint_every", "log_every")}
+
+
+_TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)\s*$")
+_STEPS = re.compile(r"^\s*(\d+)\s*steps?\s*$")
+
+
+def parse_budget(budget: str) -> tuple[str, float]:
+    """("seconds", s) or ("steps", n) from "90s", "4m", "1.5h" or "3000steps"."""
+    if m := _TIME.match(str(budget)):
+        unit = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[m[2]]
+        value = float(m[1]) * unit
+    elif m := _STEPS.match(str(budget)):
+        return "steps", float(m[1])
+    else:
+        raise EmfBenchError(f"budget {budget!r} does not parse: use e.g. 4m, 90s, 1.5h or "
+                            f"3000steps")
+    if value <= 0:
+        raise EmfBenchError(f"budget {budget!r} must be positive")
+    return "seconds", value
+
+
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for e, m in zip(ema.parameters(), model.parameters(), strict=True):
+            e.lerp_(m, 1 - d)
+
+
+def init_from_flow_matching(model: torch.nn.Module, fm_state: dict[str, torch.Tensor]) -> None:
+    """Load a flow-matching probe's weights into a MeanFlow probe: the single time embedding
+    initialises both phi_end and phi_interval."""
+    mapped = {}
+    for key, value in fm_state.items():
+        if ".cond.time." in key:
+            mapped[key.replace(".cond.time.", ".cond.end.")] = value
+            mapped[key.replace(".cond.time.", ".cond.interval.")] = value
+        else:
+            mapped[key] = value
+    try:
+        missing, unexpected = model.load_state_dict(mapped, strict=False)
+    except RuntimeError as err:  # same names, other shapes
+        raise EmfBenchError(f"the flow-matching probe does not fit this MeanFlow probe "
+                            f"({str(err).splitlines()[-1].strip()})") from None
+    if missing or unexpected:
+        raise EmfBenchError(f"the flow-matching probe does not fit this MeanFlow probe "
+                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def _sync_gradients(model: torch.nn.Module) -> None:
+    import torch.distributed as dist
+
+    world = distributed.world_size()
+    for p in model.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+        p.grad /= world
+
+
+def _broadcast_parameters(model: torch.nn.Module) -> None:
+    import torch.distributed as dist
+
+    for p in model.parameters():
+        dist.broadcast(p.data, src=0)
+
+
+class ProbeTrainer:
+    """One probe's training, checkpoints and log (see the module docstring)."""
+
+    def __init__(self, card, config: TrainConfig, world, probe_dir: Path, cache,
+                 device: str | None = "cpu", init_from: Path | None = None):
+        from emf_bench.text.base import resolve_device
+        from emf_bench.text.registry import weights_signature
+
+        self.card, self.config, self.world = card, config, world
+        self.probe_dir = Path(probe_dir)
+        self.cache, self.init_from = cache, init_from
+        self.device = resolve_device(device)
+        self.budget_kind, self.budget = parse_budget(config.budget)
+        self.fingerprint = card.fingerprint(weights_signature(card))
+        if config.batch_size % distributed.world_size():
+            raise EmfBenchError(f"batch size {config.batch_size} does not split over "
+                                f"{distributed.world_size()} processes")
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _describe(self, step: int, elapsed: float, images: int, finished: bool) -> dict:
+        return {"step": step, "seconds": elapsed, "images": images, "finished": finished,
+                "train": self.config.to_dict(), "probe": self.probe_config.to_dict(),
+                "encoder": self.card.to_dict(), "encoder_fingerprint": self.fingerprint,
+                "world": self.world.config.to_dict()}
+
+    def _check_resumable(self, state: dict) -> None:
+        if state.get("encoder_fingerprint") != self.fingerprint:
+            name = state.get("encoder", {}).get("name")
+            raise EmfBenchError(f"the checkpoint in {self.probe_dir} was trained with another "
+                                f"encoder or encoder settings ({name}); use --overwrite to "
+                                f"start a new probe there")
+        old = TrainConfig.from_dict(state.get("train", {})).comparable()
+        if old != self.config.comparable():
+            changed = sorted(k for k in old if old[k] != self.config.comparable().get(k))
+            raise EmfBenchError(f"the checkpoint in {self.probe_dir} has other training "
+                                f"settings ({', '.join(changed)}); use --overwrite to start over")
+        if state.get("world") != self.world.config.to_dict():
+            raise EmfBenchError(f"the checkpoint in {self.probe_dir} was trained on another "
+                                f"world; use --overwrite to start over")
+
+    def progress(self, step: int, elapsed: float) -> float:
+        used = step if self.budget_kind == "steps" else elapsed
+        return min(used / self.budget, 1.0)
+
+    def phase(self, progress: float) -> tuple[str, float]:
+        """(objective name, progress within its phase) at overall progress."""
+        c = self.config
+        if c.objective == "flow-matching":
+            return "flow-matching", progress
+        if c.warm_start > 0 and self.init_from is None and progress < c.warm_start:
+            return "flow-matching", progress / c.warm_start
+        start = c.warm_start if self.init_from is None else 0.0
+        return "meanflow", (progress - start) / (1 - start)
+
+    def learning_rate(self, step: int, progress: float) -> float:
+        c = self.config
+        warm = min(1.0, (step + 1) / max(c.warmup_steps, 1))
+        cosine = c.final_lr + (1 - c.final_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+        return c.lr * warm * cosine
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def train(self, resume: bool = False, overwrite: bool = False,
+              stop_after: int | None = None) -> dict[str, Any]:
+        """Train to the budget; returns a summary. `stop_after` (tests) stops early, as a
+        killed run would, after that many steps of this call."""
+        from emf_bench.probe.data import build_dataset
+
+        c = self.config
+        existing = has_checkpoint(self.probe_dir)
+        checkpoint = None
+        if existing and not overwrite:
+            checkpoint = load_checkpoint(self.probe_dir, training=True)
+            self._check_resumable(checkpoint.state)
+            if self.progress(checkpoint.state["step"], checkpoint.state["seconds"]) >= 1.0:
+                return {**checkpoint.state, "reused": True, "probe_dir": str(self.probe_dir)}
+            if not resume:
+                raise EmfBenchError(
+                    f"an unfinished probe is in {self.probe_dir} (step "
+                    f"{checkpoint.state['step']}); pass --resume to continue it or "
+                    f"--overwrite to start over")
+        dataset = build_dataset(self.world, self.card, self.cache, c.train_size, c.seed,
+                                need_tokens=c.conditioning != "pooled", device=str(self.device))
+        self.probe_config = c.probe_config(dataset.conditions.pooled.shape[1])
+        torch.manual_seed(c.seed)
+        model = build_model(self.probe_config).to(self.device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.0)
+        generator = torch.Generator().manual_seed(c.seed)
+        step, elapsed, images, log_rows = 0, 0.0, 0, []
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint.model)
+            optimizer.load_state_dict(checkpoint.training["optimizer"])
+            generator.set_state(checkpoint.training["rng"]["batches"])
+            step, elapsed = checkpoint.state["step"], checkpoint.state["seconds"]
+            images = checkpoint.state["images"]
+            log_rows = [r for r in _read_log(self.probe_dir) if int(r["step"]) <= step]
+        elif self.init_from is not None:
+            fm = load_checkpoint(self.init_from)
+            if fm.state.get("encoder_fingerprint") != self.fingerprint:
+                raise EmfBenchError(f"--init-from {self.init_from} was trained with another "
+                                    f"encoder ({fm.state.get('encoder', {}).get('name')})")
+            init_from_flow_matching(model, fm.ema)
+        if overwrite and existing and distributed.is_main():
+            shutil.rmtree(self.probe_dir / "checkpoints", ignore_errors=True)
+            (self.probe_dir / "latest.json").unlink(missing_ok=True)
+        if distributed.world_size() > 1:
+            _broadcast_parameters(model)
+        ema = copy.deepcopy(model).eval()
+        if checkpoint is not None:
+            ema.load_state_dict(checkpoint.ema)
+        for p in ema.parameters():
+            p.requires_grad_(False)
+        stats = dataset.stats.tensors()
+
+        def save(finished: bool) -> None:
+            if distributed.is_main():
+                save_checkpoint(self.probe_dir, model, ema, optimizer,
+                                {"batches": generator.get_state()}, stats,
+                                self._describe(step, elapsed, images, finished))
+                _write_log(self.probe_dir, log_rows)
+
+        rank, world = distributed.rank(), distributed.world_size()
+        local = slice(rank * c.batch_size // world, (rank + 1) * c.batch_size // world)
+        schedules = {"flow-matching": TimeSchedule.named("flow-matching"),
+                     "meanflow": TimeSchedule.named(c.schedule)}
+        objectives = {"flow-matching": Objective("flow-matching", p=c.adaptive_p),
+                      "meanflow": Objective("meanflow", c.jvp, c.adaptive_p,
+                                            guidance=c.train_guidance)}
+        last_good = step
+        window_start, window_images = time.perf_counter(), 0
+        from emf_bench.progress import StepProgress
+
+        with StepProgress(f"training {self.card.name} {c.objective}",
+                          self.budget if self.budget_kind == "steps" else None) as bar:
+            calls = 0
+            while self.progress(step, elapsed) < 1.0:
+                tick = time.perf_counter()
+                progress = self.progress(step, elapsed)
+                phase, phase_progress = self.phase(progress)
+                lr = self.learning_rate(step, progress)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                index = torch.randint(len(dataset), (c.batch_size,), generator=generator)
+                drop = torch.rand(c.batch_size, generator=generator) < c.cond_dropout
+                t, r = schedules[phase].sample(c.batch_size, phase_progress, generator)
+                noise = torch.randn((c.batch_size, *dataset.images.shape[1:]),
+                                    generator=generator)
+                x, cond = dataset.batch(index[local])
+                x, noise = x.to(self.device), noise[local].to(self.device)
+                cond = {k: None if v is None else v.to(self.device) for k, v in cond.items()}
+                pooled, tokens = model.cond.apply_null(cond["pooled"], cond["tokens"],
+                                                       drop[local].to(self.device))
+                cond.update(pooled=pooled, tokens=tokens, dropped=drop[local].to(self.device))
+                loss, info = probe_loss(model, x, noise, t[local].to(self.device),
+                                        r[local].to(self.device), cond, objectives[phase])
+                finite = torch.tensor(float(torch.isfinite(loss)))
+                if world > 1:
+                    torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+                if not finite:
+                    value = float(loss.detach())
+                    raise EmfBenchError(
+                        f"training diverged: the loss is {value} at step {step + 1}; the "
+                        f"last good checkpoint (step {last_good}) is kept in {self.probe_dir}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if world > 1:
+                    _sync_gradients(model)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+                optimizer.step()
+                ema_update(ema, model, step, c.ema_decay)
+                step += 1
+                calls += 1
+                images += c.batch_size
+                spent = time.perf_counter() - tick
+                if world > 1:
+                    spent = float(distributed.broadcast_from_main(spent))
+                elapsed += spent
+                window_images += c.batch_size
+                if step % c.log_every == 0 or step == 1:
+                    now = time.perf_counter()
+                    rate = window_images / max(now - window_start, 1e-9)
+                    window_start, window_images = now, 0
+                    log_rows.append({"step": step, "seconds": round(elapsed, 3), "phase": phase,
+                                     "lr": lr, "loss": info["loss"], "mse": info["mse"],
+                                     "images_per_s": round(rate, 1)})
+                    bar.update(step, self.progress(step, elapsed), info["loss"], rate, phase)
+                if step % c.checkpoint_every == 0:
+                    save(finished=False)
+                    last_good = step
+                if stop_after is not None and calls >= stop_after:
+                    return {"step": step, "stopped": True, "probe_dir": str(self.probe_dir)}
+        save(finished=True)
+        summary = {**self._describe(step, elapsed, images, True),
+                   "probe_dir": str(self.probe_dir)}
+        if distributed.is_main():
+            atomic_write_json(self.probe_dir / "probe.json", summary)
+        return summary
+
+
+def _write_log(probe_dir: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(Path(probe_dir) / "train_log.csv", buffer.getvalue())
+
+
+def _read_log(probe_dir: Path) -> list[dict]:
+    file = Path(probe_dir) / "train_log.csv"
+    if not file.exists():
+        return []
+    with open(file, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))

@@ -1,0 +1,73 @@
+"""`emf-bench train-probe` and `emf-bench generate` as a user runs them."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from emf_bench.cli import main
+
+TINY = ["--size", "tiny", "--train-size", "64", "--batch-size", "8", "--device", "cpu"]
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_then_generate(capsys, tmp_path):
+    code, out, err = run(capsys, "train-probe", "--encoder", "class-label", "--budget", "3steps",
+                         *TINY, "--run-dir", tmp_path / "run")
+    assert code == 0, err
+    folder = tmp_path / "run/probes/class-label/meanflow"
+    assert "world-GenEval" in out and (folder / "quick_eval.json").exists()
+    quick = json.loads((folder / "quick_eval.json").read_text())
+    assert quick["official"] is False and quick["detector"] == "world-exact"
+    assert set(quick["steps"]) == {"1", "2", "4"}
+    manifest = json.loads((tmp_path / "run/manifest.json").read_text())
+    entry = manifest["invocations"][-1]
+    assert entry["command"] == "train-probe" and entry["status"] == "finished"
+    assert entry["result"]["step"] == 3
+
+    grid = tmp_path / "grid.png"
+    code, out, err = run(capsys, "generate", "--probe", folder, "--prompt",
+                         "a photo of a red circle", "--prompt", "two squares", "--steps",
+                         "4,1", "--samples", "2", "--view-size", "32", "--out", grid)
+    assert code == 0, err
+    assert "4 rows x 2 step counts" in out
+    image = Image.open(grid)
+    assert image.width == 2 * (32 + 6) + 6  # one column per step count
+
+    # Running the same command again reuses the finished probe.
+    code, out, _ = run(capsys, "train-probe", "--encoder", "class-label", "--budget", "3steps",
+                       *TINY, "--run-dir", tmp_path / "run", "--no-quick-eval")
+    assert code == 0 and "reused" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train-probe", "--encoder", "clas-label"], "did you mean 'class-label'"),
+    (["train-probe", "--encoder", "class-label", "--budget", "soon"], "budget 'soon' does not"),
+    (["train-probe", "--encoder", "class-label", "--size", "huge"], "unknown probe size preset"),
+    (["train-probe", "--encoder", "class-label", "--objective", "fm"], "unknown objective"),
+    (["train-probe", "--encoder", "class-label", "--objective", "flow-matching",
+      "--init-from", "x"], "needs --objective meanflow"),
+    (["train-probe", "--encoder", "class-label", "--resume", "--overwrite"], "contradict"),
+    (["generate", "--probe", "nowhere", "--prompt", "a circle"], "neither a probe folder"),
+    (["generate", "--probe", "p", "--prompt", "a", "--steps", "1,x"], "comma-separated"),
+    (["generate", "--probe", "p", "--prompt", "a", "--steps", "0"], "from 1 to 1000"),
+])
+def test_user_mistakes_are_one_line(capsys, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *args)
+    assert code == 2, err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_text_outside_the_world_is_refused_by_a_class_label_probe(capsys, tmp_path):
+    run(capsys, "train-probe", "--encoder", "class-label", "--budget", "2steps", *TINY,
+        "--run-dir", tmp_path, "--no-quick-eval")
+    code, _, err = run(capsys, "generate", "--probe", tmp_path / "probes/class-label/meanflow",
+                       "--prompt", "an astronaut riding a horse", "--out", tmp_path / "g.png")
+    assert code == 2 and "class-label encodes only the world's catalogue" in err
+    assert not (tmp_path / "g.png").exists()

@@ -1,0 +1,143 @@
+"""Probe training: budgets, checkpoints, resumption, divergence, mismatches."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from emf_bench.errors import EmfBenchError
+from emf_bench.probe import trainer as trainer_module
+from emf_bench.probe.checkpoint import load_checkpoint
+from emf_bench.probe.trainer import ProbeTrainer, TrainConfig, parse_budget
+from emf_bench.text.registry import EncoderRegistry
+from emf_bench.world import World
+
+CARDS = EncoderRegistry.load([])
+
+
+def config(**kw):
+    base = dict(size="tiny", budget="12steps", batch_size=8, train_size=64, checkpoint_every=4,
+                log_every=1, warmup_steps=2, warm_start=0.25)
+    return TrainConfig(**{**base, **kw})
+
+
+def trainer(tmp_path, cache, name="probe", encoder="class-label", **kw):
+    return ProbeTrainer(CARDS.card(encoder), config(**kw), World(), tmp_path / name, cache)
+
+
+def log(folder):
+    import csv
+
+    with open(folder / "train_log.csv") as fh:
+        return [(int(r["step"]), r["phase"], float(r["loss"])) for r in csv.DictReader(fh)]
+
+
+@pytest.mark.parametrize("text, parsed", [("90s", ("seconds", 90.0)), ("4m", ("seconds", 240.0)),
+                                          ("1.5h", ("seconds", 5400.0)),
+                                          ("3000steps", ("steps", 3000.0)),
+                                          ("1 step", ("steps", 1.0))])
+def test_budgets_parse(text, parsed):
+    assert parse_budget(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["4 minutes", "", "-3m", "0s", "steps"])
+def test_bad_budgets_are_one_clear_error(text):
+    with pytest.raises(EmfBenchError, match="budget"):
+        parse_budget(text)
+
+
+def test_a_killed_and_resumed_run_continues_the_same_curve(tmp_path, cache):
+    whole = trainer(tmp_path, cache, "whole").train()
+    assert whole["step"] == 12 and whole["finished"]
+
+    killed = trainer(tmp_path, cache, "killed")
+    stopped = killed.train(stop_after=6)  # as if killed after step 6; last checkpoint: step 4
+    assert stopped["stopped"] and json.loads((tmp_path / "killed/latest.json").read_text()
+                                             )["step"] == 4
+    with pytest.raises(EmfBenchError, match="--resume"):
+        trainer(tmp_path, cache, "killed").train()
+    resumed = trainer(tmp_path, cache, "killed").train(resume=True)
+    assert resumed["step"] == 12
+
+    a, b = log(tmp_path / "whole"), log(tmp_path / "killed")
+    assert [row[:2] for row in a] == [row[:2] for row in b]  # same steps, same phases
+    assert {row[1] for row in a} == {"flow-matching", "meanflow"}  # warm start, then MeanFlow
+    torch.testing.assert_close(torch.tensor([r[2] for r in b]), torch.tensor([r[2] for r in a]))
+    for name in ("ema", "model"):
+        ta = load_file(str(tmp_path / f"whole/checkpoints/step-0000012/{name}.safetensors"))
+        tb = load_file(str(tmp_path / f"killed/checkpoints/step-0000012/{name}.safetensors"))
+        for key in ta:
+            torch.testing.assert_close(tb[key], ta[key])
+    # A finished probe is reused, not retrained.
+    again = trainer(tmp_path, cache, "whole").train()
+    assert again["reused"] and again["step"] == 12
+    state = load_checkpoint(tmp_path / "whole").state
+    assert state["encoder"]["name"] == "class-label" and state["train"]["objective"] == "meanflow"
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, cache,
+                                                                        monkeypatch):
+    real, calls = trainer_module.probe_loss, []
+
+    def poisoned(*args, **kwargs):
+        loss, info = real(*args, **kwargs)
+        calls.append(1)
+        return (loss * float("nan"), info) if len(calls) == 7 else (loss, info)
+
+    monkeypatch.setattr(trainer_module, "probe_loss", poisoned)
+    with pytest.raises(EmfBenchError, match=r"loss is nan at step 7; the last good checkpoint "
+                                            r"\(step 4\) is kept"):
+        trainer(tmp_path, cache).train()
+    kept = load_checkpoint(tmp_path / "probe")
+    assert kept.state["step"] == 4 and all(torch.isfinite(v).all() for v in kept.ema.values())
+
+
+def test_mismatched_encoder_or_settings_never_overwrite_a_checkpoint(tmp_path, cache):
+    trainer(tmp_path, cache, budget="4steps").train()
+    before = (tmp_path / "probe/latest.json").read_text()
+    with pytest.raises(EmfBenchError, match="another encoder"):
+        trainer(tmp_path, cache, encoder="bag-of-words", budget="4steps").train()
+    with pytest.raises(EmfBenchError, match=r"other training settings \(lr\)"):
+        trainer(tmp_path, cache, budget="8steps", lr=1e-3).train(resume=True)
+    assert (tmp_path / "probe/latest.json").read_text() == before
+    # A longer budget with the same settings resumes; --overwrite starts over.
+    assert trainer(tmp_path, cache, budget="8steps").train(resume=True)["step"] == 8
+    assert trainer(tmp_path, cache, budget="4steps").train(overwrite=True)["step"] == 4
+
+
+def test_corrupt_or_missing_checkpoints_are_named(tmp_path, cache):
+    trainer(tmp_path, cache, budget="4steps").train()
+    folder = tmp_path / "probe/checkpoints/step-0000004"
+    (folder / "ema.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(EmfBenchError, match=r"corrupt checkpoint file .*ema.safetensors"):
+        load_checkpoint(tmp_path / "probe")
+    (folder / "state.json").write_text("{")
+    with pytest.raises(EmfBenchError, match="corrupt checkpoint state"):
+        load_checkpoint(folder)
+    with pytest.raises(EmfBenchError, match="neither a probe folder"):
+        load_checkpoint(tmp_path)
+
+
+def test_flow_matching_probe_initialises_a_meanflow_probe(tmp_path, cache):
+    fm = trainer(tmp_path, cache, "fm", objective="flow-matching", budget="4steps").train()
+    assert fm["probe"]["time"] == "single"
+    mf = ProbeTrainer(CARDS.card("class-label"), config(budget="4steps"), World(),
+                      tmp_path / "mf", cache, init_from=tmp_path / "fm")
+    assert mf.phase(0.0) == ("meanflow", 0.0)  # no flow-matching warm start after --init-from
+    mf.train()
+    rows = log(tmp_path / "mf")
+    assert {r[1] for r in rows} == {"meanflow"}
+    other = ProbeTrainer(CARDS.card("bag-of-words"), config(budget="4steps"), World(),
+                         tmp_path / "bow", cache, init_from=tmp_path / "fm")
+    with pytest.raises(EmfBenchError, match="another encoder"):
+        other.train()
+
+
+def test_empty_training_set_and_bad_settings(tmp_path, cache):
+    with pytest.raises(EmfBenchError, match="at least 1"):
+        config(train_size=0)
+    with pytest.raises(EmfBenchError, match="warm_start"):
+        config(warm_start=1.0)
+    with pytest.raises(EmfBenchError, match="unknown objective"):
+        config(objective="diffusion")
