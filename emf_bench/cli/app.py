@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - Typer on plain click
 
 from emf_bench.cli import eval as eval_cli
 from emf_bench.cli import probe
+from emf_bench.cli import run as run_cli
 from emf_bench.cli.encoders import encoders_app
 from emf_bench.cli.world import world_app
 from emf_bench.errors import EmfBenchError
@@ -37,6 +38,7 @@ app.add_typer(world_app, name="world")
 app.add_typer(encoders_app, name="encoders")
 probe.register(app)
 eval_cli.register(app)
+run_cli.register(app)
 
 
 def _version(value: bool) -> None:
@@ -61,11 +63,25 @@ def _error(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a scheduler's kill, `timeout`) ends a command like Ctrl-C: the manifest records
+    the run as interrupted and finished work stays, instead of a silent death."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("EMF_BENCH_DEBUG"))
     args = [a for a in args if a != "--debug"]
     command = typer.main.get_command(app)
+    _terminate_as_interrupt()
     try:
         result = command.main(args=args, prog_name="emf-bench", standalone_mode=False)
     except click_errors.NoArgsIsHelpError as err:

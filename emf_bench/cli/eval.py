@@ -120,8 +120,11 @@ def eval_command(
     seed: Seed = 0,
     world=None,
 ) -> None:
-    """Evaluate generators on GenEval / DPG-Bench (or the world's suites) at 1/2/4/N steps.
-    Results: <run-dir>/evals/<model>/<benchmark>/steps-<k>/ and <run-dir>/evals/summary.*"""
+    """GenEval and DPG-Bench (or the world's suites) at 1/2/4/N steps.
+
+    For probes, folders of pre-generated images and diffusers pipelines. Results go to
+    <run-dir>/evals/<model>/<benchmark>/steps-<k>/ and <run-dir>/evals/summary.*
+    """
     from emf_bench.errors import EmfBenchError
     from emf_bench.evaluation.geneval import GenEvalRules
     from emf_bench.evaluation.suites import BENCHMARKS

@@ -78,8 +78,11 @@ def train_probe(
     encoders_dir: EncodersDir = None,
     world=None,
 ) -> None:
-    """Train a MeanFlow (or flow-matching) probe generator on the world, conditioned on an
-    encoder's features; it lands in <run-dir>/probes/<encoder>/<objective>/."""
+    """Train a MeanFlow (or flow-matching) probe generator conditioned on an encoder.
+
+    The probe learns the world's training scenes from the encoder's features (through the
+    feature cache) and lands in <run-dir>/probes/<encoder>/<objective>/.
+    """
     from emf_bench.errors import EmfBenchError
     from emf_bench.probe.trainer import TrainConfig
 
@@ -177,8 +180,10 @@ def generate(
     offline: Offline = False,
     seed: Seed = 0,
 ) -> None:
-    """Sample a probe at several step counts: one row per prompt and seed, one column per
-    step count, the same noise across a row."""
+    """Sample a probe at several step counts into a PNG grid.
+
+    One row per prompt and seed, one column per step count, the same noise across a row.
+    """
     from emf_bench.errors import EmfBenchError
 
     go_offline(offline)

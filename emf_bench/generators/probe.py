@@ -55,8 +55,23 @@ class ProbeGenerator:
         self.name = f"probe:{self.card.name}/{self.objective}"
         self.last_record: SamplingRecord | None = None
 
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, card, stats: FeatureStats, objective: str,
+                   cache=None, step: int = 0, batch_size: int = 64) -> ProbeGenerator:
+        """A generator over an in-memory probe (learning curves sample it during training)."""
+        self = cls.__new__(cls)
+        self.path, self.card, self.stats, self.objective = None, card, stats, objective
+        self.model, self.config = model, model.config
+        self.device = next(model.parameters()).device
+        self.state = {"step": step}
+        self.cache, self.batch_size = cache, batch_size
+        self.name = f"probe:{card.name}/{objective}"
+        self.last_record = None
+        return self
+
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "probe", "official": False, "path": str(self.path),
+        return {"name": self.name, "kind": "probe", "official": False,
+                "path": None if self.path is None else str(self.path),
                 "step": self.state["step"], "encoder": self.card.name,
                 "objective": self.objective}
 

@@ -76,7 +76,10 @@ class ProbeConfig:
     # Self-attention at the U-Net's lowest resolution: global communication, which a one-step
     # sampler needs to settle where the objects go (16 tokens at 32x32 with patch 2: cheap).
     unet_attention: bool = False
-    time_scale: float = 1000.0
+    # t is multiplied by this before the sinusoids. DiT uses 1000; du/dt inherits the factor,
+    # and MeanFlow's target v - (t - r) du/dt then runs away: in a sweep (class-label, 1,000
+    # steps) the 1-step world score of single objects rose from 0.17 at 1000 to 0.50 at 20.
+    time_scale: float = 20.0
     # "u": the network outputs the average velocity. "x": it outputs a clean-image estimate D and
     # u = (z_t - D) / max(t, t_min): one step then returns D itself, and a small network spends
     # its capacity on images instead of on reproducing the noise (as in JiT, "Back to Basics").
@@ -404,8 +407,11 @@ class UNet(nn.Module):
 
 
 def cpu_unet(**kw) -> ProbeConfig:
-    """Trains in minutes on 2 CPU cores at 32x32 (the default)."""
-    return ProbeConfig(arch="unet", width=128, unet_channels=(32, 64, 96), **kw)
+    """Trains in minutes on 2 CPU cores at 32x32 (the default): 2x2 space-to-depth, two
+    levels (16x16, 8x8) and self-attention at the lowest one (1.1M parameters). Measured
+    against (64, 128) channels: 1.4x the images/s and no worse per minute of training."""
+    return ProbeConfig(arch="unet", width=128, unet_channels=(48, 96), unet_patch=2,
+                       unet_attention=True, **kw)
 
 
 def cpu_dit(**kw) -> ProbeConfig:

@@ -1,0 +1,135 @@
+"""`emf-bench run` (the whole study, one command) and `emf-bench report RUN_DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emf_bench.cli.options import (
+    CacheDir,
+    Device,
+    EncodersDir,
+    Offline,
+    RunDirOption,
+    Seed,
+    go_offline,
+    results_console,
+    world_options,
+)
+
+
+def run_command(
+    profile: Annotated[str, typer.Option(
+        "--profile", help="quick: a 2-core laptop CPU in at most 20 minutes; full: longer "
+        "probes for every encoder, sized for a GPU.")] = "quick",
+    encoder: Annotated[list[str] | None, typer.Option(
+        "--encoder", "-e", help="Also score and probe this encoder (repeatable).",
+        show_default=False)] = None,
+    budget: Annotated[str | None, typer.Option(
+        "--budget", help="Override the profile's training budget per probe (4m, 3000steps).",
+        show_default=False)] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report",
+                                         help="Write report.html at the end.")] = True,
+    device: Device = "auto",
+    cache_dir: CacheDir = None,
+    offline: Offline = False,
+    run_dir: RunDirOption = None,
+    seed: Seed = 0,
+    encoders_dir: EncodersDir = None,
+    world=None,
+) -> None:
+    """The whole study on the built-in world, in one command.
+
+    Encoder scores, MeanFlow probes and a flow-matching baseline, world-GenEval and world-DPG
+    at 1/2/4/N steps, the HTML report. A second run after an interruption finishes only the
+    missing work.
+    """
+    import time
+
+    from emf_bench import study as study_module
+    from emf_bench.rundir import RunDir, default_run_dir, host_info
+    from emf_bench.storage import atomic_write_json
+
+    go_offline(offline)
+    chosen = study_module.profile(profile, budget)
+    extra = tuple(dict.fromkeys(encoder or []))
+    dirs = tuple(encoders_dir or [])
+    study_module.check_encoders(extra, dirs)
+    run = RunDir.open(run_dir or default_run_dir(f"study-{chosen.name}"))
+    study = study_module.Study(chosen, run.path, world.to_dict(), extra, dirs, device,
+                               cache_dir, seed)
+    settings = {"profile": chosen.to_dict(), "extra_encoders": list(extra),
+                "world": world.to_dict(), "device": device}
+    start = time.perf_counter()
+    with run.invocation("run", settings, seed) as entry:
+        result = study.run()
+        entry["result"] = result
+        meta = {"profile": chosen.name, "description": chosen.description,
+                "settings": chosen.to_dict(), "seconds": time.perf_counter() - start,
+                "stages": study.timings, "notes": study.notes, "host": host_info(), **result}
+        atomic_write_json(run.path / "study.json", meta)
+        html = None
+        if report:
+            from emf_bench.reporting.report import build_report
+
+            html = build_report(run.path)
+    print_study(run.path, study.notes, html, meta["seconds"])
+
+
+def print_study(run_path: Path, notes: list[str], html: Path | None, seconds: float) -> None:
+    from rich.table import Table
+
+    from emf_bench.reporting import collect
+    from emf_bench.reporting.report import checks, headline
+
+    console = results_console()
+    encoders = collect.encoder_table(run_path)
+    evals = collect.evaluations(run_path)
+    study = collect.study_table(run_path, encoders, evals)
+    top = headline(study)
+    if not top.empty:
+        table = Table(title="world-GenEval overall per probe, 95% bootstrap intervals over "
+                      "prompts (world-exact detector; probes, not real generators)")
+        for column in top.columns:
+            table.add_column(str(column))
+        for row in top.itertuples(index=False):
+            table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+        console.print(table)
+    for x in ("discriminability", "disentanglement"):
+        c = collect.rank_correlation(study, x)
+        if c and c.get("rho") is not None:
+            console.print(f"Spearman rho({x}, 1-step score) = {c['rho']:.2f} "
+                          f"(p = {c['p']:.2f}, n = {c['n']})")
+        elif c:
+            console.print(f"rank correlation of {x}: {c['note']}")
+    for c in checks(study):
+        style = "green" if c["verdict"] == "shown" else "yellow"
+        console.print(f"[{style}]{c['verdict']}[/{style}]: {c['claim']} ({c['evidence']})")
+    for note in notes:
+        console.print(f"note: {note}")
+    console.print(f"study finished in {seconds / 60:.1f} min; results in {run_path}"
+                  + (f"; report: {html}" if html else ""))
+
+
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (from run, eval, "
+                                            "train-probe or encoders score).")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="HTML file \\[default: RUN_DIR/report.html].", show_default=False)
+    ] = None,
+) -> None:
+    """A self-contained HTML report of a run directory.
+
+    Tables (CSV, Parquet) and figures (PNG) go beside it in RUN_DIR/report/.
+    """
+    from emf_bench.reporting.report import build_report
+
+    html = build_report(run_dir, out)
+    typer.echo(f"wrote {html} (tables and figures in {run_dir / 'report'})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(world_options(run_command))
+    app.command("report")(report_command)

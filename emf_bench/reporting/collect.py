@@ -1,0 +1,190 @@
+"""Everything a run directory holds, as pandas tables: encoder scores, probes, evaluations, and
+the study that ties them (bootstrap intervals over prompts, rank correlations).
+
+Every reader tolerates missing pieces (a partial run gives empty tables and a note saying what
+is missing); corrupt files are one clear error naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emf_bench.errors import EmfBenchError
+
+ENCODER_COLUMNS = ["encoder", "backend", "discriminability", "disc_se", "chance",
+                   "disentanglement", "centred_extra", "minimal_pairs_extra", "recall_t2i_r1_extra",
+                   "paper_discriminability", "paper_disentanglement", "image_features"]
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise EmfBenchError(f"corrupt {path}: {err}") from None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise EmfBenchError(f"corrupt {path}: {err}") from None
+
+
+def encoder_table(run: Path) -> pd.DataFrame:
+    from emf_bench.resources import paper_reference
+
+    published = paper_reference()["encoders"]
+    records = []
+    for file in sorted(Path(run).glob("encoders/*/scores.json")):
+        s = read_json(file)
+        m = s.get("metrics", {})
+        disc, dis = m.get("discriminability") or {}, m.get("disentanglement") or {}
+        recall = ((m.get("recall") or {}).get("text_to_image") or {}).get("R@1")
+        paper = published.get((s.get("card") or {}).get("paper_reference") or "", {})
+        records.append({
+            "encoder": s["encoder"], "backend": (s.get("card") or {}).get("backend"),
+            "discriminability": disc.get("score"), "disc_se": disc.get("std_error"),
+            "chance": disc.get("random_baseline"), "disentanglement": dis.get("score"),
+            "centred_extra": (dis.get("centred") or {}).get("score")
+            if isinstance(dis.get("centred"), dict) else dis.get("centred"),
+            "minimal_pairs_extra": (m.get("minimal_pairs") or {}).get("score"),
+            "recall_t2i_r1_extra": recall,
+            "paper_discriminability": paper.get("discriminability"),
+            "paper_disentanglement": paper.get("disentanglement"),
+            "image_features": ((disc.get("params") or {}).get("image_features") or {}).get("name"),
+        })
+    return pd.DataFrame.from_records(records, columns=ENCODER_COLUMNS)
+
+
+@dataclass
+class Probe:
+    encoder: str
+    objective: str
+    folder: Path
+    state: dict[str, Any]
+    log: pd.DataFrame
+
+
+def probes(run: Path) -> list[Probe]:
+    out = []
+    for file in sorted(Path(run).glob("probes/*/*/probe.json")):
+        state = read_json(file)
+        log_file = file.parent / "train_log.csv"
+        log = pd.read_csv(log_file) if log_file.exists() else pd.DataFrame()
+        out.append(Probe(file.parent.parent.name, file.parent.name, file.parent, state, log))
+    return out
+
+
+def probe_table(items: list[Probe]) -> pd.DataFrame:
+    records = [{"encoder": p.encoder, "objective": p.objective, "steps": p.state.get("step"),
+                "minutes": round(p.state.get("seconds", 0) / 60, 2),
+                "images": p.state.get("images"), "budget": p.state["train"].get("budget"),
+                "size": p.state["train"].get("size"),
+                "batch": p.state["train"].get("batch_size"),
+                "final_loss": float(p.log["loss"].iloc[-1]) if len(p.log) else None,
+                "images_per_s": float(p.log["images_per_s"].tail(20).median())
+                if len(p.log) else None}
+               for p in items]
+    return pd.DataFrame.from_records(records, columns=[
+        "encoder", "objective", "steps", "minutes", "images", "budget", "size", "batch",
+        "final_loss", "images_per_s"])
+
+
+@dataclass
+class Evaluation:
+    model: str
+    benchmark: str
+    steps: int
+    folder: Path
+    summary: dict[str, Any]
+    generator: dict[str, Any] = field(default_factory=dict)
+
+    def rows(self) -> list[dict[str, Any]]:
+        file = self.folder / "results.jsonl"
+        return read_jsonl(file) if file.exists() else []
+
+
+def evaluations(run: Path) -> list[Evaluation]:
+    out = []
+    for file in sorted(Path(run).glob("evals/*/*/steps-*/summary.json")):
+        s = read_json(file)
+        out.append(Evaluation(s["model"], s["benchmark"], int(s["steps"]), file.parent, s,
+                              s.get("generator", {})))
+    return sorted(out, key=lambda e: (e.model, e.benchmark, e.steps))
+
+
+def bootstrap_geneval(rows: list[dict[str, Any]], resamples: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> dict[str, Any]:
+    """GenEval overall (and per task) with percentile intervals from a bootstrap over prompts,
+    stratified by task (the overall score is the unweighted mean of task scores)."""
+    rng = np.random.default_rng(seed)
+    by_task: dict[str, dict[Any, list[float]]] = {}
+    for r in rows:
+        key = r.get("prompt_index", r.get("prompt"))
+        by_task.setdefault(r["tag"], {}).setdefault(key, []).append(float(r["correct"]))
+    if not by_task:
+        return {}
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    task_draws, out = {}, {"tasks": {}}
+    for task, prompts in by_task.items():
+        values = np.array([np.mean(v) for v in prompts.values()])
+        draws = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+        task_draws[task] = draws
+        out["tasks"][task] = {"score": float(values.mean()), "low": float(np.percentile(draws, lo)),
+                              "high": float(np.percentile(draws, hi)), "prompts": len(values)}
+    overall = np.mean(list(task_draws.values()), axis=0)
+    out.update(score=float(np.mean([t["score"] for t in out["tasks"].values()])),
+               low=float(np.percentile(overall, lo)), high=float(np.percentile(overall, hi)),
+               resamples=resamples, level=level)
+    return out
+
+
+def study_table(run: Path, encoders: pd.DataFrame, evals: list[Evaluation],
+                benchmark: str = "world-geneval") -> pd.DataFrame:
+    """Per probe: its encoder's scores and its score at each step count with intervals."""
+    records = []
+    for e in evals:
+        if e.benchmark != benchmark or e.generator.get("kind") != "probe":
+            continue
+        ci = bootstrap_geneval(e.rows())
+        enc = encoders[encoders["encoder"] == e.generator.get("encoder")]
+        record = {"encoder": e.generator.get("encoder"), "objective": e.generator.get("objective"),
+                  "model": e.model, "steps": e.steps, "score": e.summary["overall"],
+                  "low": ci.get("low"), "high": ci.get("high"),
+                  "discriminability": enc["discriminability"].iloc[0] if len(enc) else None,
+                  "disentanglement": enc["disentanglement"].iloc[0] if len(enc) else None}
+        for task, t in ci.get("tasks", {}).items():
+            record[task] = t["score"]
+            record[f"{task}_low"], record[f"{task}_high"] = t["low"], t["high"]
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def rank_correlation(study: pd.DataFrame, x: str, steps: int = 1,
+                     objective: str = "meanflow") -> dict[str, Any] | None:
+    """Spearman's rho between an encoder property and the probes' score at `steps`."""
+    from scipy.stats import spearmanr
+
+    if study.empty or x not in study:
+        return None
+    part = study[(study["steps"] == steps) & (study["objective"] == objective)].dropna(
+        subset=[x, "score"])
+    if len(part) < 3:
+        return {"rho": None, "p": None, "n": len(part),
+                "note": "fewer than 3 probed encoders: no rank correlation"}
+    rho, p = spearmanr(part[x], part["score"])
+    return {"rho": None if np.isnan(rho) else float(rho), "p": None if np.isnan(p) else float(p),
+            "n": len(part), "x": x, "steps": steps}
+
+
+def read_log(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))

@@ -1,0 +1,305 @@
+"""`emf-bench report RUN_DIR`: one self-contained HTML file (images embedded, no network),
+with the tables as CSV/Parquet and the figures as PNG beside it in <run>/report/.
+
+Works on partial runs (a section without data says so) and on runs of `emf-bench eval` alone.
+Everything user-supplied (prompts, encoder and model names, paths) is escaped by Jinja2's
+autoescaping; measured values and paper references sit in separate, labelled columns.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from emf_bench.errors import EmfBenchError
+from emf_bench.reporting import collect, plots
+from emf_bench.storage import atomic_path, atomic_write_text, ensure_dir
+
+FAILED_PER_MODEL = 6
+SAMPLE_PROMPTS = 6
+
+
+def _data_uri(path_or_image) -> str:
+    if isinstance(path_or_image, (str, Path)):
+        data = Path(path_or_image).read_bytes()
+    else:
+        buffer = io.BytesIO()
+        path_or_image.save(buffer, format="PNG")
+        data = buffer.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _write_table(table: pd.DataFrame, folder: Path, name: str) -> None:
+    with atomic_path(folder / f"{name}.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(folder / f"{name}.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def _html_table(table: pd.DataFrame, floats: str = "{:.3f}") -> str:
+    if table.empty:
+        return ""
+    table = table.copy()
+    for column in table.columns:  # None in text columns reads "-" like NaN in numeric ones
+        if table[column].dtype == object:
+            table[column] = table[column].fillna("-")
+    return table.to_html(index=False, escape=True, na_rep="-", border=0, classes="data",
+                         float_format=lambda v: floats.format(v))
+
+
+def _with_intervals(table: pd.DataFrame, evals: list[collect.Evaluation]) -> pd.DataFrame:
+    """The long eval table with 95% bootstrap intervals on world/official GenEval overall."""
+    table = table.copy()
+    table["low"], table["high"] = float("nan"), float("nan")
+    for e in evals:
+        if "tasks" not in e.summary:
+            continue
+        ci = collect.bootstrap_geneval(e.rows())
+        if not ci:
+            continue
+        mask = (table["model"] == e.model) & (table["benchmark"] == e.benchmark) & \
+            (table["steps"] == e.steps)
+        for metric, value in [("overall", ci), *ci["tasks"].items()]:
+            row = mask & (table["metric"] == metric)
+            table.loc[row, "low"], table.loc[row, "high"] = value["low"], value["high"]
+    return table
+
+
+def _samples(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
+    """The same prompts at every step count, side by side, per model (GenEval suites)."""
+    from emf_bench.generators.folder import read_image
+
+    out = []
+    by_model: dict[tuple[str, str], list[collect.Evaluation]] = {}
+    for e in evals:
+        if "tasks" in e.summary:
+            by_model.setdefault((e.model, e.benchmark), []).append(e)
+    for (model, benchmark), items in by_model.items():
+        items = sorted(items, key=lambda e: e.steps)
+        rows = items[0].rows()
+        chosen, seen = [], set()
+        for r in rows:  # one prompt per task first, then more
+            if r["tag"] not in seen and r.get("sample", 0) == 0:
+                seen.add(r["tag"])
+                chosen.append(r)
+        strips = []
+        for r in chosen[:SAMPLE_PROMPTS]:
+            images, labels = [], []
+            for e in items:
+                file = e.folder / r["image"]
+                if file.exists():
+                    images.append(read_image(file))
+                    labels.append(f"{e.steps} step{'s' if e.steps != 1 else ''}"
+                                  if e.steps else "given")
+            if images:
+                strips.append({"prompt": r["prompt"], "tag": r["tag"],
+                               "image": _data_uri(plots.sample_strip(images, labels))})
+        if strips:
+            out.append({"model": model, "benchmark": benchmark, "strips": strips})
+    return out
+
+
+def _failures(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
+    """Failed GenEval images at the fewest steps, with detections drawn and the reason."""
+    from emf_bench.generators.folder import read_image
+
+    out, done = [], set()
+    for e in sorted(evals, key=lambda e: e.steps):
+        if "tasks" not in e.summary or (e.model, e.benchmark) in done:
+            continue
+        done.add((e.model, e.benchmark))
+        failed = [r for r in e.rows() if not r["correct"] and not r.get("error")]
+        panels = []
+        for r in failed[:FAILED_PER_MODEL]:
+            file = e.folder / r["image"]
+            if file.exists():
+                panels.append({"prompt": r["prompt"], "reason": r["reason"],
+                               "image": _data_uri(plots.detections_overlay(
+                                   read_image(file), r.get("detections", {}), r["reason"]))})
+        if panels:
+            out.append({"model": e.model, "benchmark": e.benchmark, "steps": e.steps,
+                        "failed": len(failed), "total": len(e.rows()), "panels": panels})
+    return out
+
+
+def checks(study: pd.DataFrame) -> list[dict[str, str]]:
+    """The effects the toolkit exists to measure, each stated with its intervals: shown only
+    when the intervals do not overlap."""
+    checks: list[dict[str, str]] = []
+    if study.empty:
+        return checks
+    one = study[study["steps"] == 1]
+
+    def row(encoder: str, objective: str):
+        part = one[(one["encoder"] == encoder) & (one["objective"] == objective)]
+        return None if part.empty else part.iloc[0]
+
+    def fmt(r, col="score"):
+        low, high = r[f"{col}_low" if col != "score" else "low"], \
+            r[f"{col}_high" if col != "score" else "high"]
+        return f"{r[col]:.2f} [{low:.2f}, {high:.2f}]"
+
+    def verdict(a, b, col="score"):
+        low = a[f"{col}_low"] if col != "score" else a["low"]
+        high = b[f"{col}_high"] if col != "score" else b["high"]
+        return "shown" if low > high else "not shown within the 95% intervals at this budget"
+
+    mf = one[one["objective"] == "meanflow"].sort_values("score", ascending=False)
+    label = row("class-label", "meanflow")
+    if label is not None and len(mf) > 1:
+        rank = list(mf["encoder"]).index("class-label") + 1
+        checks.append({"claim": "class-label at or near the top at 1 step",
+                       "evidence": f"rank {rank} of {len(mf)} MeanFlow probes: " + ", ".join(
+                           f"{r['encoder']} {fmt(r)}" for _, r in mf.iterrows()),
+                       "verdict": "shown" if rank <= 2 else "not shown"})
+    bow = row("bag-of-words", "meanflow")
+    if label is not None and bow is not None:
+        for task in ("position", "color_attr"):
+            if task in label and task in bow and pd.notna(label[task]):
+                checks.append({"claim": f"class-label above bag-of-words on {task} at 1 step",
+                               "evidence": f"class-label {fmt(label, task)} vs bag-of-words "
+                                           f"{fmt(bow, task)}",
+                               "verdict": verdict(label, bow, task)})
+    fm = row("class-label", "flow-matching")
+    if label is not None and fm is not None:
+        checks.append({"claim": "MeanFlow probe ahead of the flow-matching baseline at 1 step "
+                                "(class-label)",
+                       "evidence": f"MeanFlow {fmt(label)} vs flow matching {fmt(fm)}",
+                       "verdict": verdict(label, fm)})
+    return checks
+
+
+def build_report(run_dir: Path, out: Path | None = None) -> Path:
+    """Write <run>/report.html and <run>/report/ (tables, figures); return the HTML path."""
+    from emf_bench.resources import paper_reference
+    from emf_bench.rundir import read_manifest
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise EmfBenchError(f"run directory {run} does not exist")
+    manifest = read_manifest(run)  # not a run dir, or a newer one: one clear line
+    folder = ensure_dir(run / "report", "report directory")
+    missing: list[str] = []
+
+    encoders = collect.encoder_table(run)
+    probe_items = collect.probes(run)
+    probe_tab = collect.probe_table(probe_items)
+    evals = collect.evaluations(run)
+    from emf_bench.evaluation.runner import summary_table
+
+    eval_tab = _with_intervals(summary_table([e.summary for e in evals]), evals)
+    study = collect.study_table(run, encoders, evals)
+    correlations = {x: collect.rank_correlation(study, x)
+                    for x in ("discriminability", "disentanglement")}
+    for name, table in (("encoders", encoders), ("probes", probe_tab), ("evals", eval_tab),
+                        ("study", study)):
+        if table.empty:
+            missing.append(name)
+        else:
+            _write_table(table, folder, name)
+
+    figures: dict[str, str] = {}
+    made = {
+        "training": plots.training_curves(probe_items, folder / "training.png"),
+        **{f"steps-{b}": plots.score_vs_steps(eval_tab, b, folder / f"steps-{b}.png")
+           for b in sorted(eval_tab["benchmark"].unique())},
+        **{f"study-{x}": plots.study_scatter(study, x, correlations[x],
+                                             folder / f"study-{x}.png")
+           for x in ("discriminability", "disentanglement") if not study.empty},
+    }
+    for key, path in made.items():
+        if path is not None:
+            figures[key] = _data_uri(path)
+
+    labels = sorted({_backend_label(e.summary) for e in evals})
+    labels += sorted({f"discriminability image features: {f} (not DINOv3 on COCO)"
+                      for f in encoders.get("image_features", pd.Series(dtype=str)).dropna()})
+    if probe_items:
+        labels.append("generators are emf-bench probes trained on the synthetic world, not "
+                      "real text-to-image models")
+    reference = paper_reference()
+    paper_geneval = pd.DataFrame(
+        [{"model": r["model"], "steps": r["steps"],
+          **dict(zip(reference["geneval"]["tasks"], r["scores"], strict=True))}
+         for r in reference["geneval"]["results"]])
+
+    context = {
+        "title": f"emf-bench report: {run.resolve().name}",
+        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "run": str(run.resolve()),
+        "invocations": manifest.get("invocations", []),
+        "study_meta": _study_meta(run),
+        "missing": missing,
+        "encoders": _html_table(encoders),
+        "probes": _html_table(probe_tab, "{:.4g}"),
+        "headline": _html_table(headline(study)),
+        "evals": [(b, _html_table(_wide(eval_tab[eval_tab["benchmark"] == b])))
+                  for b in sorted(eval_tab["benchmark"].unique())],
+        "checks": checks(study),
+        "correlations": correlations,
+        "figures": figures,
+        "samples": _samples(evals),
+        "failures": _failures(evals),
+        "labels": labels,
+        "paper_geneval": _html_table(paper_geneval, "{:.2f}"),
+        "paper_source": reference.get("source", ""),
+    }
+    html = _render(context)
+    target = out or run / "report.html"
+    atomic_write_text(target, html)
+    return target
+
+
+def _backend_label(summary: dict[str, Any]) -> str:
+    scorer = summary.get("scorer", {})
+    backend = scorer.get("detector") or scorer.get("vqa") or {}
+    official = "official" if scorer.get("official") else "NOT the official backend"
+    return f"{summary['benchmark']}: scored with {backend.get('name')} ({official})"
+
+
+def headline(study: pd.DataFrame) -> pd.DataFrame:
+    if study.empty:
+        return study
+    keep = study[study["steps"].isin([1, 4])]
+    wide = keep.pivot_table(index=["encoder", "objective"], columns="steps",
+                            values=["score", "low", "high"]).reset_index()
+    out = pd.DataFrame({"encoder": wide["encoder"], "objective": wide["objective"]})
+    for k in (1, 4):
+        if ("score", k) in wide:
+            out[f"{k}-step"] = [f"{s:.3f} [{lo:.3f}, {hi:.3f}]" for s, lo, hi in zip(
+                wide[("score", k)], wide[("low", k)], wide[("high", k)], strict=True)]
+    props = study.drop_duplicates("encoder").set_index("encoder")
+    out["discriminability"] = out["encoder"].map(props["discriminability"])
+    out["disentanglement"] = out["encoder"].map(props["disentanglement"])
+    return out
+
+
+def _wide(table: pd.DataFrame) -> pd.DataFrame:
+    if table.empty:
+        return table
+    main = table[~table["metric"].str.startswith("L2 ")]
+    wide = main.pivot_table(index=["model", "steps", "backend"], columns="metric",
+                            values="value", sort=False).reset_index()
+    wide.columns.name = None
+    return wide.dropna(axis=1, how="all")
+
+
+def _study_meta(run: Path) -> dict[str, Any] | None:
+    file = run / "study.json"
+    return collect.read_json(file) if file.exists() else None
+
+
+def _render(context: dict[str, Any]) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("emf_bench.reporting", "templates"),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        undefined=jinja2.StrictUndefined)
+    # Tables come from DataFrame.to_html(escape=True): their cells are already escaped.
+    return env.get_template("report.html.j2").render(**context)

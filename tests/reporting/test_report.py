@@ -1,0 +1,145 @@
+"""`emf-bench report` and `emf-bench run` on tiny runs: sections, partial runs, escaping, the
+study's numbers, resumption, bad run directories, and a real headless browser."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from emf_bench.cli import main
+from emf_bench.reporting import collect
+from emf_bench.study import Profile, Study
+
+TINY = Profile("tiny", "a test profile", probe_encoders=("class-label", "bag-of-words"),
+               baselines=("class-label",), budget="3steps", size="tiny", batch_size=8,
+               steps=(1, 2), images_per_prompt=1, guidance=1.0, queries=40, pool_size=200,
+               train_size=64)
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("study")
+    from emf_bench.world import WorldConfig
+
+    study = Study(TINY, run, WorldConfig().to_dict(), device="cpu")
+    study.encoders = lambda: (["class-label", "bag-of-words", "constant"],
+                              ["class-label", "bag-of-words"])
+    from emf_bench.rundir import RunDir
+
+    with RunDir.open(run).invocation("run", {"profile": "tiny"}, 0):
+        result = study.run()
+    assert result["probes"] == ["class-label/meanflow", "bag-of-words/meanflow",
+                                "class-label/flow-matching"]
+    return run, study
+
+
+def test_study_tables_have_intervals_and_a_rank_correlation(study_run):
+    run, _ = study_run
+    encoders = collect.encoder_table(run)
+    assert set(encoders["encoder"]) == {"class-label", "bag-of-words", "constant"}
+    evals = collect.evaluations(run)
+    assert {(e.benchmark, e.steps) for e in evals} == {(b, k) for b in ("world-geneval",
+                                                                        "world-dpg")
+                                                       for k in (1, 2)}
+    study = collect.study_table(run, encoders, evals)
+    assert len(study) == 3 * 2  # three probes, two step counts
+    assert (study["low"] <= study["score"]).all() and (study["score"] <= study["high"]).all()
+    corr = collect.rank_correlation(study, "discriminability")
+    assert corr["n"] == 2 and corr["rho"] is None  # two probed encoders: no rank correlation
+
+
+def test_bootstrap_intervals_cover_the_score_and_shrink_with_more_prompts():
+    rows = [{"tag": "a", "prompt_index": i, "correct": i % 2 == 0} for i in range(40)]
+    small = collect.bootstrap_geneval(rows[:10])
+    large = collect.bootstrap_geneval(rows)
+    assert small["low"] <= small["score"] <= small["high"]
+    assert large["high"] - large["low"] < small["high"] - small["low"]
+    assert collect.bootstrap_geneval(rows) == collect.bootstrap_geneval(rows)  # seeded
+
+
+def test_report_has_every_section_and_a_second_study_run_does_no_new_work(study_run, capsys):
+    run, study = study_run
+    chunks = sorted(run.glob("evals/*/*/steps-*/chunks/*.jsonl"))
+    stamps = [c.stat().st_mtime_ns for c in chunks]
+    study.run()  # everything is done: probes reused, chunks kept
+    assert [c.stat().st_mtime_ns for c in chunks] == stamps
+    assert main(["report", str(run)]) == 0
+    html = (run / "report.html").read_text()
+    for section in ("Encoders", "Probes", "Generation", "The study", "Manifest and backends",
+                    "NOT the official backend", "paper reference", "Failed images",
+                    "Samples: probe:class-label/meanflow"):
+        assert section in html, section
+    assert "src=\"http" not in html and "<link" not in html  # self-contained
+    for name in ("encoders", "probes", "evals", "study"):
+        assert (run / "report" / f"{name}.csv").exists()
+        assert (run / "report" / f"{name}.parquet").exists()
+    assert (run / "report/training.png").exists()
+
+
+def test_partial_runs_and_user_text_are_safe(tmp_path, capsys):
+    assert main(["world", "export", "--out", str(tmp_path / "x"), "--images-per-prompt",
+                 "1"]) == 0
+    evil = "<script>alert(1)</script>"
+    assert main(["eval", "--images", str(tmp_path / "x/geneval/images"), "--name", evil,
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    assert main(["report", str(tmp_path / "run")]) == 0
+    html = (tmp_path / "run/report.html").read_text()
+    assert evil not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "No encoder scores in this run" in html and "No probes in this run" in html
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.mkdir(), "not an emf-bench run directory"),
+    (lambda p: (p.mkdir(), (p / "manifest.json").write_text("{")), "corrupt manifest"),
+    (lambda p: (p.mkdir(), (p / "manifest.json").write_text(json.dumps(
+        {"tool": "emf-bench", "format_version": 99, "invocations": []}))), "newer than"),
+])
+def test_bad_run_directories_are_one_line(tmp_path, capsys, setup, message):
+    setup(tmp_path / "r")
+    code = main(["report", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_unknown_profile_and_encoder(capsys, tmp_path):
+    assert main(["run", "--profile", "quik", "--run-dir", str(tmp_path)]) == 2
+    assert "did you mean 'quick'" in capsys.readouterr().err
+    assert main(["run", "--encoder", "clip-vit-l14", "--run-dir", str(tmp_path)]) == 2
+    assert "clip-vit-l-14" in capsys.readouterr().err
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_renders_in_a_headless_browser(study_run, tmp_path):
+    browser = chromium()
+    if browser is None:
+        pytest.skip("chromium not installed (.ci/run installs Debian's chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    run, _ = study_run
+    html = run / "report.html"
+    if not html.exists():
+        main(["report", str(run)])
+    errors = []
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=browser, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = b.new_page(viewport={"width": 1200, "height": 1600})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(Path(html).resolve().as_uri())
+        decoded, total = page.evaluate(
+            "() => [[...document.images].filter(i => i.complete && i.naturalWidth > 0).length,"
+            " document.images.length]")
+        page.screenshot(path=str(tmp_path / "shot.png"), full_page=True)
+        b.close()
+    assert errors == []
+    assert total > 5 and decoded == total
+    from PIL import Image, ImageStat
+
+    shot = Image.open(tmp_path / "shot.png").convert("L")
+    assert shot.height > 1600 and ImageStat.Stat(shot).stddev[0] > 10  # not blank
