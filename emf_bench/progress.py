@@ -77,3 +77,10 @@ class StepProgress:
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
+
+
+def stage(message: str) -> None:
+    """A one-line heading for a stage of a long command (stderr; off where bars are off, except
+    in logs, where it is the only sign of life: shown unless EMF_BENCH_QUIET)."""
+    if not os.environ.get("EMF_BENCH_QUIET") and os.environ.get("RANK", "0") == "0":
+        print(f"== {message}", file=sys.stderr, flush=True)

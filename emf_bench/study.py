@@ -100,17 +100,24 @@ class Study:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
     def run(self) -> dict[str, Any]:
+        from emf_bench.progress import stage
         from emf_bench.text.cache import FeatureCache
 
         scored, probed = self.encoders()
         cache = FeatureCache(self.cache_dir)
-        self._timed("encoder scores", self.score, scored, cache)
         probes = [(e, "meanflow") for e in probed] + \
             [(e, "flow-matching") for e in self.profile.baselines if e in scored]
+        total = 1 + 2 * len(probes)
+        stage(f"1/{total} scoring {len(scored)} encoders: {', '.join(scored)}")
+        self._timed("encoder scores", self.score, scored, cache)
         folders = []
-        for encoder, objective in probes:
+        for i, (encoder, objective) in enumerate(probes, start=2):
+            stage(f"{i}/{total} training the {objective} probe of {encoder} "
+                  f"({self.profile.budget})")
             folders.append(self._timed("probes", self.train, encoder, objective, cache))
-        for folder in folders:
+        for i, folder in enumerate(folders, start=2 + len(probes)):
+            stage(f"{i}/{total} evaluating {folder.parent.name}/{folder.name} at steps "
+                  f"{', '.join(map(str, self.profile.steps))}")
             self._timed("evaluation", self.evaluate, folder, cache)
         return {"scored": scored, "probes": [f"{e}/{o}" for e, o in probes]}
 

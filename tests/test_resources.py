@@ -41,3 +41,4 @@ def test_the_wheel_ships_the_cards(tmp_path):
     for card in (ROOT / "benchmarks").glob("*.yaml"):
         assert f"emf_bench/_cards/benchmarks/{card.name}" in names
     assert "emf_bench/cli/app.py" in names
+    assert "emf_bench/reporting/templates/report.html.j2" in names  # the report template

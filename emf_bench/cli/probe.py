@@ -49,7 +49,8 @@ def train_probe(
         "--conditioning", help="pooled (adaLN/FiLM), tokens (cross-attention) or both.")
     ] = "pooled",
     schedule: Annotated[str, typer.Option(
-        "--schedule", help="(t, r) schedule: emf (adaptive) or meanflow (fixed 25% r != t).")
+        "--schedule", help="(t, r) schedule: emf (adaptive, linear), emf-cosine, or meanflow "
+        "(fixed 25% r != t).")
     ] = "emf",
     jvp: Annotated[str, typer.Option(
         "--jvp", help="du/dt strategy: func (torch.func.jvp), autograd, fd.")] = "func",

@@ -70,11 +70,11 @@ def run_command(
                 "settings": chosen.to_dict(), "seconds": time.perf_counter() - start,
                 "stages": study.timings, "notes": study.notes, "host": host_info(), **result}
         atomic_write_json(run.path / "study.json", meta)
-        html = None
-        if report:
-            from emf_bench.reporting.report import build_report
+    html = None
+    if report:  # after the invocation closed, so the report shows the run as finished
+        from emf_bench.reporting.report import build_report
 
-            html = build_report(run.path)
+        html = build_report(run.path)
     print_study(run.path, study.notes, html, meta["seconds"])
 
 
@@ -95,7 +95,8 @@ def print_study(run_path: Path, notes: list[str], html: Path | None, seconds: fl
         for column in top.columns:
             table.add_column(str(column))
         for row in top.itertuples(index=False):
-            table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+            table.add_row(*(("n/a" if v != v else f"{v:.3f}") if isinstance(v, float)
+                            else str(v) for v in row))
         console.print(table)
     for x in ("discriminability", "disentanglement"):
         c = collect.rank_correlation(study, x)

@@ -28,11 +28,12 @@ class FeatureStats:
 
     @classmethod
     def fit(cls, pooled: torch.Tensor, tokens: list[torch.Tensor] | None) -> FeatureStats:
-        p_mean, p_std = pooled.mean(0), pooled.std(0, unbiased=False).clamp(min=1e-6)
+        pooled = pooled.float()
+        p_mean, p_std = pooled.mean(0), pooled.std(0, unbiased=False)
         if tokens is None:
             return cls(p_mean, p_std)
         flat = torch.cat(tokens).float()
-        return cls(p_mean, p_std, flat.mean(0), flat.std(0, unbiased=False).clamp(min=1e-6))
+        return cls(p_mean, p_std, flat.mean(0), flat.std(0, unbiased=False))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -57,9 +58,22 @@ class Conditions:
                 "mask": None if self.mask is None else self.mask[index]}
 
 
+def standardize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / std per dimension; 0 on dimensions that never varied in training.
+
+    Such a dimension carries no information the probe could have learned (a bag-of-words
+    bucket of a word no training caption uses: "photo" in GenEval's held-out "a photo of ...").
+    Dividing by a clamped std instead turns it into a huge input the network has never seen,
+    and every prompt containing the word into garbage.
+    """
+    live = std > 1e-5 * float(std.max().clamp(min=1e-12))
+    return torch.where(live, (x.float() - mean) / torch.where(live, std, 1.0),
+                       torch.zeros((), dtype=torch.float32))
+
+
 def make_conditions(pooled: torch.Tensor, tokens: list[torch.Tensor] | None,
                     stats: FeatureStats, max_tokens: int | None = None) -> Conditions:
-    pooled = (pooled.float() - stats.pooled_mean) / stats.pooled_std
+    pooled = standardize(pooled, stats.pooled_mean, stats.pooled_std)
     if tokens is None:
         return Conditions(pooled)
     length = max_tokens or max(t.shape[0] for t in tokens)
@@ -68,7 +82,7 @@ def make_conditions(pooled: torch.Tensor, tokens: list[torch.Tensor] | None,
     mask = torch.zeros(len(tokens), length, dtype=torch.bool)
     for i, t in enumerate(tokens):
         n = min(t.shape[0], length)
-        padded[i, :n] = ((t[:n].float() - stats.token_mean) / stats.token_std).half()
+        padded[i, :n] = standardize(t[:n], stats.token_mean, stats.token_std).half()
         mask[i, :n] = True
     return Conditions(pooled, padded, mask)
 

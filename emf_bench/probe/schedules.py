@@ -10,7 +10,7 @@ import torch
 
 from emf_bench.errors import unknown_name
 
-SCHEDULES = ("meanflow", "emf", "flow-matching")
+SCHEDULES = ("meanflow", "emf", "emf-cosine", "flow-matching")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class TimeSchedule:
             return cls("meanflow", (-0.4, -0.4), (1.0, 1.0), (0.25, 0.25))
         if kind == "emf":
             return cls("emf")
+        if kind == "emf-cosine":  # the same path, interpolated with a cosine
+            return cls("emf-cosine", curve="cosine")
         if kind == "flow-matching":
             return cls("flow-matching", (-0.4, -0.4), (1.0, 1.0), (0.0, 0.0))
         raise unknown_name("time schedule", kind, SCHEDULES)

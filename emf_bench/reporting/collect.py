@@ -8,6 +8,7 @@ is missing); corrupt files are one clear error naming the file.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,9 +108,15 @@ class Evaluation:
     summary: dict[str, Any]
     generator: dict[str, Any] = field(default_factory=dict)
 
+    @functools.cached_property
     def rows(self) -> list[dict[str, Any]]:
         file = self.folder / "results.jsonl"
         return read_jsonl(file) if file.exists() else []
+
+    @functools.cached_property
+    def intervals(self) -> dict[str, Any]:
+        """Bootstrap intervals of a GenEval-style evaluation ({} for DPG-style ones)."""
+        return bootstrap_geneval(self.rows) if "tasks" in self.summary else {}
 
 
 def evaluations(run: Path) -> list[Evaluation]:
@@ -154,7 +161,7 @@ def study_table(run: Path, encoders: pd.DataFrame, evals: list[Evaluation],
     for e in evals:
         if e.benchmark != benchmark or e.generator.get("kind") != "probe":
             continue
-        ci = bootstrap_geneval(e.rows())
+        ci = e.intervals
         enc = encoders[encoders["encoder"] == e.generator.get("encoder")]
         record = {"encoder": e.generator.get("encoder"), "objective": e.generator.get("objective"),
                   "model": e.model, "steps": e.steps, "score": e.summary["overall"],
@@ -181,8 +188,33 @@ def rank_correlation(study: pd.DataFrame, x: str, steps: int = 1,
         return {"rho": None, "p": None, "n": len(part),
                 "note": "fewer than 3 probed encoders: no rank correlation"}
     rho, p = spearmanr(part[x], part["score"])
-    return {"rho": None if np.isnan(rho) else float(rho), "p": None if np.isnan(p) else float(p),
-            "n": len(part), "x": x, "steps": steps}
+    if np.isnan(rho):
+        return {"rho": None, "p": None, "n": len(part), "note": "a constant column: no rank "
+                "correlation"}
+    if len(part) <= 8:  # few encoders: the exact permutation p-value, not the t approximation
+        p = exact_spearman_p(list(part[x]), list(part["score"]), float(rho))
+    return {"rho": float(rho), "p": float(p), "n": len(part), "x": x, "steps": steps}
+
+
+def exact_spearman_p(x: list[float], y: list[float], rho: float) -> float:
+    """Two-sided p of Spearman's rho by enumerating every pairing of the ranks (n <= 8)."""
+    import itertools
+
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x), rankdata(y)
+    n = len(rx)
+
+    def corr(a, b):
+        a, b = np.asarray(a) - np.mean(a), np.asarray(b) - np.mean(b)
+        denom = np.sqrt((a * a).sum() * (b * b).sum())
+        return 0.0 if denom == 0 else float((a * b).sum() / denom)
+
+    hits = total = 0
+    for perm in itertools.permutations(range(n)):
+        total += 1
+        hits += abs(corr(rx, ry[list(perm)])) >= abs(rho) - 1e-12
+    return hits / total
 
 
 def read_log(path: Path) -> list[dict[str, str]]:

@@ -57,9 +57,7 @@ def _with_intervals(table: pd.DataFrame, evals: list[collect.Evaluation]) -> pd.
     table = table.copy()
     table["low"], table["high"] = float("nan"), float("nan")
     for e in evals:
-        if "tasks" not in e.summary:
-            continue
-        ci = collect.bootstrap_geneval(e.rows())
+        ci = e.intervals
         if not ci:
             continue
         mask = (table["model"] == e.model) & (table["benchmark"] == e.benchmark) & \
@@ -81,7 +79,7 @@ def _samples(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
             by_model.setdefault((e.model, e.benchmark), []).append(e)
     for (model, benchmark), items in by_model.items():
         items = sorted(items, key=lambda e: e.steps)
-        rows = items[0].rows()
+        rows = items[0].rows
         chosen, seen = [], set()
         for r in rows:  # one prompt per task first, then more
             if r["tag"] not in seen and r.get("sample", 0) == 0:
@@ -113,7 +111,7 @@ def _failures(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
         if "tasks" not in e.summary or (e.model, e.benchmark) in done:
             continue
         done.add((e.model, e.benchmark))
-        failed = [r for r in e.rows() if not r["correct"] and not r.get("error")]
+        failed = [r for r in e.rows if not r["correct"] and not r.get("error")]
         panels = []
         for r in failed[:FAILED_PER_MODEL]:
             file = e.folder / r["image"]
@@ -123,7 +121,7 @@ def _failures(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
                                    read_image(file), r.get("detections", {}), r["reason"]))})
         if panels:
             out.append({"model": e.model, "benchmark": e.benchmark, "steps": e.steps,
-                        "failed": len(failed), "total": len(e.rows()), "panels": panels})
+                        "failed": len(failed), "total": len(e.rows), "panels": panels})
     return out
 
 

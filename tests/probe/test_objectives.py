@@ -125,6 +125,7 @@ def test_schedules_keep_r_below_t_and_move_with_progress():
     assert abs(float((r < t).float().mean()) - 0.25) < 0.02
     # Logit-normal(-0.4, 1): the median of max(a, b) is above sigmoid(-0.4).
     assert float(t.median()) > float(torch.sigmoid(torch.tensor(-0.4)))
+    assert TimeSchedule.named("emf-cosine").at(0.25) == mid
     t, r = TimeSchedule.named("flow-matching").sample(1000, 0.5, g)
     assert torch.equal(t, r)
     with pytest.raises(EmfBenchError, match="time schedule"):

@@ -141,3 +141,12 @@ def test_empty_training_set_and_bad_settings(tmp_path, cache):
         config(warm_start=1.0)
     with pytest.raises(EmfBenchError, match="unknown objective"):
         config(objective="diffusion")
+
+
+def test_dimensions_that_never_varied_in_training_are_dropped():
+    from emf_bench.probe.data import FeatureStats, make_conditions
+
+    train = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 2.0]])  # dims 1 and 2 never vary
+    stats = FeatureStats.fit(train, None)
+    out = make_conditions(torch.tensor([[2.0, 0.7, 5.0], [3.0, 0.0, 2.0]]), None, stats).pooled
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))

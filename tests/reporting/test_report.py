@@ -143,3 +143,12 @@ def test_report_renders_in_a_headless_browser(study_run, tmp_path):
 
     shot = Image.open(tmp_path / "shot.png").convert("L")
     assert shot.height > 1600 and ImageStat.Stat(shot).stddev[0] > 10  # not blank
+
+
+def test_rank_correlation_of_few_encoders_uses_the_exact_p_value():
+    import pandas as pd
+
+    study = pd.DataFrame({"steps": [1] * 3, "objective": ["meanflow"] * 3,
+                          "discriminability": [0.6, 0.7, 0.8], "score": [0.1, 0.2, 0.3]})
+    c = collect.rank_correlation(study, "discriminability")
+    assert c["rho"] == pytest.approx(1.0) and c["p"] == pytest.approx(2 / 6)  # 2 of 6 orders
