@@ -125,7 +125,7 @@ def eval_command(
     For probes, folders of pre-generated images and diffusers pipelines. Results go to
     <run-dir>/evals/<model>/<benchmark>/steps-<k>/ and <run-dir>/evals/summary.*
     """
-    from emf_bench.errors import EmfBenchError
+    from emf_bench.errors import EmfBenchError, unknown_name
     from emf_bench.evaluation.geneval import GenEvalRules
     from emf_bench.evaluation.suites import BENCHMARKS
 
@@ -139,8 +139,6 @@ def eval_command(
         raise EmfBenchError("--name names a single model; give one --model/--images/--pipeline")
     for b in benchmark:
         if b not in BENCHMARKS:
-            from emf_bench.errors import unknown_name
-
             raise unknown_name("benchmark", b, BENCHMARKS)
     counts = parse_steps(steps) if steps else None
     if images_per_prompt < 1:
@@ -150,6 +148,7 @@ def eval_command(
 
     from emf_bench import distributed
     from emf_bench.evaluation.runner import EvalSettings, collect_summaries, summary_table
+    from emf_bench.evaluation.suites import SuiteSources
     from emf_bench.rundir import RunDir, default_run_dir
 
     distributed.init_from_env()
@@ -163,8 +162,6 @@ def eval_command(
     options = dict(detector=detector, detector_model=detector_model, color_model=color_model,
                    mmdet_config=mmdet_config, mmdet_checkpoint=mmdet_checkpoint, vqa=vqa,
                    strict=strict, device=device)
-    from emf_bench.evaluation.suites import SuiteSources
-
     sources = SuiteSources(geneval_metadata, dpg_prompts, dpg_csv, world.to_dict(),
                            official_compat)
     with run.invocation("eval", config, seed) as entry:
