@@ -1,10 +1,11 @@
 """What a CPU probe learns in four minutes on two cores (slow; `.ci/run` runs it).
 
-The issue's targets for the class-label MeanFlow probe at 1 step are 0.5 on world single_object
+The issue's targets for the class-label MeanFlow probe at 1 step: 0.5 on world single_object
 and colors, ahead of the flow-matching probe of the same budget, and within 0.1 of its own
-4-step score. Measured so far (BENCHMARKS.md): the first two hold with guidance in most runs
-and not in all, the third does not hold yet. This test asserts the floor every measured run
-has reached, so a regression fails it, and prints what this run reached.
+4-step score. The learning-curve benchmark run met all three (0.58, 0.69; 0.258 against 0.003;
+0.258 against 0.356 at 4 steps: BENCHMARKS.md), but single runs vary by about 0.1 and the
+quick study's 3.5-minute probe missed the first and the last. This test asserts the floor every
+measured run has reached, so a regression fails it, and prints what this run reached.
 """
 
 import pytest
@@ -26,12 +27,12 @@ def test_meanflow_probe_generates_in_one_step_and_flow_matching_does_not(tmp_pat
         ProbeTrainer(card, TrainConfig(objective=objective, budget="4m"), world, folder,
                      cache).train()
         generator = ProbeGenerator(folder, cache=cache)
-        overall = world_geneval(generator, world, (1, 4), guidance=2.0)
-        focus = world_geneval(generator, world, (1,), per_prompt=16, guidance=2.0,
+        overall = world_geneval(generator, world, (1, 4), guidance=1.0)
+        focus = world_geneval(generator, world, (1,), per_prompt=16, guidance=1.0,
                               tasks=("single_object", "colors"))
         scores[objective] = {k: v["overall"] for k, v in overall.items()}
         scores[objective].update(focus[1]["tasks"])
-    print("\nworld-GenEval, guidance 2 (world-exact detector):", scores)
+    print("\nworld-GenEval, no guidance (world-exact detector):", scores)
     mf, fm = scores["meanflow"], scores["flow-matching"]
     assert mf[1] >= fm[1] + 0.1  # one step: MeanFlow generates, flow matching does not
     assert mf["single_object"] >= 0.35 and mf["colors"] >= 0.35
