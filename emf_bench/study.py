@@ -162,7 +162,8 @@ class Study:
                   settings).run(self.profile.steps)
 
 
-def profile(name: str, budget: str | None = None) -> Profile:
+def profile(name: str, budget: str | None = None, guidance: float | None = None) -> Profile:
+    """A named profile, optionally with another probe budget or sampling guidance."""
     if name not in PROFILES:
         raise unknown_name("profile", name, PROFILES)
     chosen = PROFILES[name]
@@ -171,6 +172,10 @@ def profile(name: str, budget: str | None = None) -> Profile:
 
         parse_budget(budget)
         chosen = replace(chosen, budget=budget)
+    if guidance is not None:
+        if guidance <= 0:
+            raise EmfBenchError(f"--guidance must be positive, got {guidance}")
+        chosen = replace(chosen, guidance=guidance)
     return chosen
 
 

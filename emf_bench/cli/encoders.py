@@ -47,7 +47,6 @@ def _availability(card) -> str:
 @encoders_app.command("list")
 def list_encoders(encoders_dir: EncodersDir = None) -> None:
     """List registered encoders with their backend, model and where the weights come from."""
-    from rich.console import Console
     from rich.table import Table
 
     registry = encoder_registry(encoders_dir)
@@ -58,7 +57,7 @@ def list_encoders(encoders_dir: EncodersDir = None) -> None:
         card = registry.card(name)
         table.add_row(name, card.backend, card.model or "-", _availability(card),
                       card.paper_reference or "")
-    Console().print(table)
+    results_console().print(table)
 
 
 @encoders_app.command("show")

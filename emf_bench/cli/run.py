@@ -30,6 +30,9 @@ def run_command(
     budget: Annotated[str | None, typer.Option(
         "--budget", help="Override the profile's training budget per probe (4m, 3000steps).",
         show_default=False)] = None,
+    guidance: Annotated[float | None, typer.Option(
+        "--guidance", help="Override the profile's sampling guidance (1: none, one network "
+        "evaluation per step; EMF also reports guided sampling).", show_default=False)] = None,
     report: Annotated[bool, typer.Option("--report/--no-report",
                                          help="Write report.html at the end.")] = True,
     device: Device = "auto",
@@ -53,7 +56,7 @@ def run_command(
     from emf_bench.storage import atomic_write_json
 
     go_offline(offline)
-    chosen = study_module.profile(profile, budget)
+    chosen = study_module.profile(profile, budget, guidance)
     extra = tuple(dict.fromkeys(encoder or []))
     dirs = tuple(encoders_dir or [])
     study_module.check_encoders(extra, dirs)
