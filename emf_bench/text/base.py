@@ -42,8 +42,14 @@ class TextEncoder(Protocol):
 
 
 def resolve_device(device: str | None) -> torch.device:
+    """A torch device from "auto", "cpu", "cuda", "cuda:1". Under torchrun, "auto" and a bare
+    "cuda" mean this rank's GPU (LOCAL_RANK), not GPU 0 for every rank."""
+    import os
+
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     try:
         return torch.device(device)
     except RuntimeError as err:

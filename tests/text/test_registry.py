@@ -106,3 +106,14 @@ def test_fingerprint_covers_feature_fields_only():
     prints = {c.fingerprint("w") for c in different}
     assert len(prints) == len(different) and base.fingerprint("w") not in prints
     assert base.fingerprint("w") != base.fingerprint("other weights")
+
+
+def test_cuda_under_torchrun_means_this_ranks_gpu(monkeypatch):
+    from emf_bench.text.base import resolve_device
+
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert str(resolve_device("cuda")) == "cuda:3"
+    assert str(resolve_device("cuda:1")) == "cuda:1"  # an explicit index stays
+    assert str(resolve_device("cpu")) == "cpu"
+    monkeypatch.delenv("LOCAL_RANK")
+    assert str(resolve_device("cuda")) == "cuda"
