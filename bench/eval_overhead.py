@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from emf_bench.evaluation.detectors import WorldDetector
+from emf_bench.evaluation.detectors import load_detector
 from emf_bench.evaluation.runner import EvalSettings, Scorer, StepSweep
 from emf_bench.evaluation.suites import SuiteSources, load_suite
 from emf_bench.evaluation.world_export import export_world_suites
@@ -35,7 +35,7 @@ def main() -> None:
         root.mkdir()
         export_world_suites(World(), root, images_per_prompt=args.images_per_prompt)
         images = sorted((root / "geneval/images").glob("*/samples/*.png"))
-        detector = WorldDetector({})
+        detector = load_detector("world-exact")
         suite = load_suite("world-geneval", SuiteSources())
 
         def bare() -> None:

@@ -144,22 +144,22 @@ class Study:
         return folder
 
     def evaluate(self, folder: Path, cache) -> None:
-        from emf_bench.evaluation.detectors import WorldDetector
+        from emf_bench.evaluation.detectors import load_detector
         from emf_bench.evaluation.runner import EvalSettings, Scorer, StepSweep
         from emf_bench.evaluation.suites import SuiteSources, load_suite
-        from emf_bench.evaluation.vqa import WorldOracle
+        from emf_bench.evaluation.vqa import load_vqa
         from emf_bench.generators.probe import ProbeGenerator
 
         generator = ProbeGenerator(folder, device=self.device, cache=cache)
         settings = EvalSettings(images_per_prompt=self.profile.images_per_prompt,
                                 seed=self.seed, guidance=self.profile.guidance)
         sources = SuiteSources(world=self.world)
-        StepSweep(generator, load_suite("world-geneval", sources),
-                  Scorer(detector=WorldDetector(self.world), strict_world=True), self.run_path,
-                  settings).run(self.profile.steps)
-        StepSweep(generator, load_suite("world-dpg", sources),
-                  Scorer(vqa=WorldOracle(self.world)), self.run_path,
-                  settings).run(self.profile.steps)
+        scorers = {"world-geneval": Scorer(detector=load_detector("world-exact", self.world),
+                                           strict_world=True),
+                   "world-dpg": Scorer(vqa=load_vqa("world-oracle", self.world))}
+        for suite, scorer in scorers.items():  # a probe trained further replaces its results
+            StepSweep(generator, load_suite(suite, sources), scorer, self.run_path,
+                      settings).run(self.profile.steps, replace_stale=True)
 
 
 def profile(name: str, budget: str | None = None, guidance: float | None = None) -> Profile:

@@ -199,24 +199,6 @@ class MMDetDetector:
         return detections
 
 
-class WorldDetector:
-    """The world's exact detector behind the protocol (`world-exact`, not official)."""
-
-    name = "world-exact"
-    official = False
-
-    def __init__(self, world_config: dict[str, Any]):
-        from emf_bench.world import World, WorldConfig
-
-        self.inner = World(WorldConfig.from_dict(world_config)).detector()
-
-    def describe(self) -> dict[str, Any]:
-        return self.inner.describe()
-
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        return self.inner.detect(image)
-
-
 class ClipColorClassifier:
     """GenEval's colour classifier through transformers CLIP (`clip-color-hf`): the official one
     runs OpenAI's ViT-L/14 through open_clip; these are the same weights in another framework."""
@@ -304,8 +286,10 @@ def _embedding(output):
 def load_detector(name: str, world: dict[str, Any] | None = None, device: str | None = "cpu",
                   model: str | None = None, mmdet_config: Path | None = None,
                   mmdet_checkpoint: Path | None = None) -> Detector:
-    if name == "world-exact":
-        return WorldDetector(world or {})
+    if name == "world-exact":  # the world's ExactDetector already speaks the protocol
+        from emf_bench.world import World, WorldConfig
+
+        return World(WorldConfig.from_dict(world or {})).detector()
     if name == "mask2former-hf":
         return Mask2FormerDetector(model or "facebook/mask2former-swin-small-coco-instance",
                                    device)

@@ -121,7 +121,7 @@ class StepSweep:
                 "scorer": self.scorer.describe(), "settings": self.settings.to_dict(),
                 "official_compat": getattr(self.suite, "official_compat", False)}
 
-    def _check_settings(self, overwrite: bool) -> None:
+    def _check_settings(self, overwrite: bool, replace_stale: bool = False) -> None:
         file = self.root / "settings.json"
         mine = json.loads(json.dumps(self.describe(), default=str))
         if file.exists() and not overwrite:
@@ -133,7 +133,12 @@ class StepSweep:
                 raise EmfBenchError(f"{file} comes from a newer emf-bench")
             changed = [k for k in ("settings", "scorer", "generator", "official_compat",
                                    "suite_source") if theirs.get(k) != mine.get(k)]
-            if changed:
+            if changed and replace_stale:
+                from emf_bench.progress import stage
+
+                stage(f"replacing {self.root} (computed with other {', '.join(changed)})")
+                overwrite = True
+            elif changed:
                 raise EmfBenchError(f"{self.root} holds results computed with other "
                                     f"{', '.join(changed)}; pass --overwrite to replace them "
                                     f"or use another --run-dir")
@@ -150,8 +155,12 @@ class StepSweep:
 
     # -- the sweep --------------------------------------------------------------------------
 
-    def run(self, steps: Sequence[int], overwrite: bool = False) -> dict[int, dict[str, Any]]:
-        self._check_settings(overwrite)
+    def run(self, steps: Sequence[int], overwrite: bool = False,
+            replace_stale: bool = False) -> dict[int, dict[str, Any]]:
+        """Scores per step count. Results already there are kept and resumed; results computed
+        with other settings or another generator state are refused, or with `replace_stale`
+        (a study bringing its own evaluations up to date) recomputed."""
+        self._check_settings(overwrite, replace_stale)
         return {k: self.run_steps(k) for k in steps}
 
     def run_steps(self, steps: int) -> dict[str, Any]:

@@ -125,27 +125,11 @@ class MPlugVQA:
                 for q in questions]
 
 
-class WorldOracle:
-    """The world's oracle behind the protocol (`world-oracle`, not official)."""
-
-    name = "world-oracle"
-    official = False
-
-    def __init__(self, world_config: dict[str, Any]):
+def load_vqa(name: str, world: dict[str, Any] | None = None, device: str | None = "cpu") -> VQA:
+    if name == "world-oracle":  # the world's OracleVQA already speaks the protocol
         from emf_bench.world import World, WorldConfig
 
-        self.inner = World(WorldConfig.from_dict(world_config)).oracle()
-
-    def describe(self) -> dict[str, Any]:
-        return self.inner.describe()
-
-    def answer(self, image: np.ndarray, questions: Sequence[str]) -> list[str]:
-        return self.inner.answer(image, questions)
-
-
-def load_vqa(name: str, world: dict[str, Any] | None = None, device: str | None = "cpu") -> VQA:
-    if name == "world-oracle":
-        return WorldOracle(world or {})
+        return World(WorldConfig.from_dict(world or {})).oracle()
     if name.startswith("hf:") and len(name) > 3:
         return TransformersVQA(name[3:], device)
     if name == "mplug" or name.startswith("mplug:"):

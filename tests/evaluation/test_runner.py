@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from emf_bench.errors import EmfBenchError
-from emf_bench.evaluation.detectors import WorldDetector
+from emf_bench.evaluation.detectors import load_detector
 from emf_bench.evaluation.runner import EvalSettings, Scorer, StepSweep, image_seed
 from emf_bench.evaluation.suites import SuiteSources, load_suite
-from emf_bench.evaluation.vqa import WorldOracle
+from emf_bench.evaluation.vqa import load_vqa
 from emf_bench.evaluation.world_export import export_world_suites
 from emf_bench.generators.folder import FolderGenerator
 from emf_bench.storage import atomic_directory
@@ -31,7 +31,7 @@ def exported(tmp_path_factory):
 def geneval_sweep(root, run, **kw):
     suite = load_suite("world-geneval", SuiteSources())
     return StepSweep(FolderGenerator(root, "truth"), suite,
-                     Scorer(detector=WorldDetector({}), strict_world=True), run,
+                     Scorer(detector=load_detector("world-exact"), strict_world=True), run,
                      EvalSettings(**kw))
 
 
@@ -47,7 +47,7 @@ def test_ground_truth_scores_perfectly_on_both_suites(exported, tmp_path):
 
     dpg = load_suite("world-dpg", SuiteSources())
     result = StepSweep(FolderGenerator(exported / "dpg/images", "truth"), dpg,
-                       Scorer(vqa=WorldOracle({})), tmp_path).run([0])[0]
+                       Scorer(vqa=load_vqa("world-oracle")), tmp_path).run([0])[0]
     assert result["overall"] == 100.0 and result["prompts"] == len(dpg.items)
     assert all(v == 100.0 for v in result["level1"].values())
 
@@ -126,7 +126,7 @@ class CountingGenerator:
 
 def test_an_interrupted_sweep_resumes_to_identical_results(tmp_path):
     suite = load_suite("world-geneval", SuiteSources())
-    scorer = Scorer(detector=WorldDetector({}))
+    scorer = Scorer(detector=load_detector("world-exact"))
     settings = EvalSettings(images_per_prompt=2, chunk_prompts=20)
     StepSweep(CountingGenerator(), suite, scorer, tmp_path / "a", settings).run([1, 2])
     with pytest.raises(KeyboardInterrupt):
@@ -146,6 +146,32 @@ def test_an_interrupted_sweep_resumes_to_identical_results(tmp_path):
     with pytest.raises(EmfBenchError, match="other settings"):
         StepSweep(CountingGenerator(), suite, scorer, tmp_path / "a",
                   EvalSettings(images_per_prompt=3)).run([1])
+
+
+def test_a_study_replaces_results_of_a_stale_generator(tmp_path):
+    """A probe trained further has another state; a study recomputes its results instead of
+    refusing, and drops step counts computed only for the old state."""
+    suite = load_suite("world-geneval", SuiteSources())
+    scorer = Scorer(detector=load_detector("world-exact"))
+    settings = EvalSettings(images_per_prompt=1, chunk_prompts=200)
+    StepSweep(CountingGenerator(), suite, scorer, tmp_path, settings).run([1, 2])
+    root = tmp_path / "evals/stub/world-geneval"
+    first = (root / "steps-1/results.jsonl").read_text()
+
+    class Trained(CountingGenerator):
+        def describe(self):
+            return {"name": self.name, "kind": "stub", "step": 2}
+
+        def generate(self, prompts, steps, seeds, guidance=1.0):
+            return super().generate(prompts, steps + 1, seeds, guidance)
+
+    with pytest.raises(EmfBenchError, match="other generator"):
+        StepSweep(Trained(), suite, scorer, tmp_path, settings).run([1])
+    assert (root / "steps-1/results.jsonl").read_text() == first  # refused: nothing lost
+    StepSweep(Trained(), suite, scorer, tmp_path, settings).run([1], replace_stale=True)
+    assert (root / "steps-1/results.jsonl").read_text() != first
+    assert not (root / "steps-2").exists()
+    assert json.loads((root / "settings.json").read_text())["generator"]["step"] == 2
 
 
 def test_bad_images_are_recorded_and_bad_folders_named(exported, tmp_path):

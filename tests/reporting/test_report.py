@@ -77,6 +77,20 @@ def test_report_has_every_section_and_a_second_study_run_does_no_new_work(study_
     assert (run / "report/training.png").exists()
 
 
+def test_a_longer_budget_trains_further_and_replaces_the_evaluations(study_run, tmp_path):
+    from dataclasses import replace
+
+    run = tmp_path / "run"
+    shutil.copytree(study_run[0], run)
+    study = Study(replace(TINY, budget="5steps"), run, study_run[1].world, device="cpu")
+    study.encoders = study_run[1].encoders
+    study.run()
+    settings = sorted(run.glob("evals/probe-*/*/settings.json"))
+    assert len(settings) == 3 * 2  # three probes, two benchmarks
+    assert {json.loads(s.read_text())["generator"]["step"] for s in settings} == {5}
+    assert len(list(run.glob("evals/*/*/steps-*/summary.json"))) == 3 * 2 * 2
+
+
 def test_partial_runs_and_user_text_are_safe(tmp_path, capsys):
     assert main(["world", "export", "--out", str(tmp_path / "x"), "--images-per-prompt",
                  "1"]) == 0
