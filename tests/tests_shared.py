@@ -18,9 +18,11 @@ def perturb(model, scale: float = 0.05):
     return model
 
 
-def run_two_and_one(args: list[str], one_dir: Path, two_dir: Path, env: dict[str, str]):
+def run_two_and_one(args: list[str], one_dir: Path, two_dir: Path, env: dict[str, str],
+                    two_env: dict[str, str] | None = None):
     """Run `emf-bench ARGS --run-dir` in one process and under torchrun with two (gloo);
-    assert both succeed. Skips when torchrun is not installed."""
+    assert both succeed. `two_env` adds to `env` for the two-process run only (say, its own
+    feature cache). Skips when torchrun is not installed."""
     import shutil
     import subprocess
     import sys
@@ -36,5 +38,6 @@ def run_two_and_one(args: list[str], one_dir: Path, two_dir: Path, env: dict[str
     assert one.returncode == 0, one.stderr
     two = subprocess.run([str(torchrun) if torchrun.exists() else "torchrun", "--standalone",
                           "--nproc_per_node", "2", "-m", "emf_bench", *args, "--run-dir",
-                          str(two_dir)], env=env, capture_output=True, text=True)
+                          str(two_dir)], env={**env, **(two_env or {})}, capture_output=True,
+                         text=True)
     assert two.returncode == 0, two.stderr[-3000:]
