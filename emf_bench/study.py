@@ -48,6 +48,12 @@ PROFILES = {
         "(at most 20 minutes)",
         probe_encoders=("class-label", "bag-of-words", "minilm"), baselines=("class-label",),
         budget="3.5m"),
+    "long": Profile(
+        "long", "the quick study with every probe trained for 4000 steps (about 10 minutes "
+        "each on a 2-core CPU, about 45 minutes in all): the quick budget is too short for the "
+        "encoders to separate",
+        probe_encoders=("class-label", "bag-of-words", "minilm"), baselines=("class-label",),
+        budget="4000steps"),
     "full": Profile(
         "full", "every built-in encoder scored and probed with MeanFlow for 30 minutes, "
         "flow-matching baselines for class-label and minilm, the GPU U-Net preset, 1, 2, 4 "
