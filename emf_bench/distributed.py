@@ -7,6 +7,7 @@ rank 0, which writes; other ranks wait at a barrier and read what rank 0 wrote.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 
@@ -29,6 +30,20 @@ def init_from_env() -> bool:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
     return True
+
+
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group before exit (`wait`: after every rank got here). Exiting with a
+    live gloo group races its threads against interpreter teardown: under load a rank can die
+    in std::terminate after its work is done, and torchrun then fails the whole job."""
+    if "torch.distributed" not in sys.modules:  # never joined: do not import torch for it
+        return
+    dist = _dist()
+    if not dist:
+        return
+    if wait:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def rank() -> int:

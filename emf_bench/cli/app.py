@@ -82,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     args = [a for a in args if a != "--debug"]
     command = typer.main.get_command(app)
     _terminate_as_interrupt()
+    finished = False
     try:
         result = command.main(args=args, prog_name="emf-bench", standalone_mode=False)
+        finished = True
     except click_errors.NoArgsIsHelpError as err:
         typer.echo(err.ctx.get_help() if err.ctx else "")
         return 0
@@ -108,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         _error("internal error (a bug in emf-bench); the traceback above says where")
         return 1
+    finally:
+        from emf_bench import distributed
+
+        distributed.shutdown(wait=finished)  # a no-op outside torchrun
     if result == 130:  # Typer turns KeyboardInterrupt into a silent Exit(130)
         _error("interrupted; finished work is kept and a re-run resumes")
     return result if isinstance(result, int) else 0

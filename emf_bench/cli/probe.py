@@ -54,6 +54,10 @@ def train_probe(
     ] = "emf",
     jvp: Annotated[str, typer.Option(
         "--jvp", help="du/dt strategy: func (torch.func.jvp), autograd, fd.")] = "func",
+    tangent: Annotated[str, typer.Option(
+        "--tangent", help="The JVP's tangent in z: sample (the sample's velocity, as in "
+        "MeanFlow) or model (the probe's own instantaneous velocity: less noise in the target, "
+        "one more forward pass).")] = "sample",
     warm_start: Annotated[float | None, typer.Option(
         "--warm-start", help="meanflow: budget share trained with flow matching first "
         "\\[default: 0.4].", show_default=False)] = None,
@@ -96,8 +100,8 @@ def train_probe(
     extra = {} if warm_start is None else {"warm_start": warm_start}
     config = TrainConfig(objective=objective, size=size, budget=budget, batch_size=batch_size,
                          lr=lr, conditioning=conditioning, schedule=schedule, jvp=jvp,
-                         train_size=train_size, seed=seed, checkpoint_every=checkpoint_every,
-                         **extra)
+                         tangent=tangent, train_size=train_size, seed=seed,
+                         checkpoint_every=checkpoint_every, **extra)
     config.probe_config(cond_dim=1)  # an unknown preset fails here, before anything loads
     card = encoder_registry(encoders_dir).card(encoder).for_world(world.to_dict())
 

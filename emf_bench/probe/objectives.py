@@ -6,6 +6,14 @@ u_tgt = v - (t - r) du/dt, with du/dt the JVP of u along (v, 0, 1) in (z, r, t),
 Per-sample loss: sum over dimensions of (u - u_tgt)^2, weighted by 1 / (loss + 1e-3)^p
 (weight detached). Flow matching is r = t: no JVP, target v.
 
+The JVP's tangent in z is the sample's v (`tangent="sample"`, the MeanFlow paper) or the
+network's own instantaneous velocity u(z_t, t, t) (`tangent="model"`, detached). The target is
+linear in the tangent, so both give the same target in expectation where u(z_t, t, t) is the
+conditional mean of v; the model tangent drops the noise that v carries around that mean, which
+J_z u amplifies where the map from noise to image is sharp (t near 1, r near 0:
+bench/meanflow_target.py). It costs one more forward pass, without gradients, of the rows with
+r != t.
+
 Guidance trained into the target (the MeanFlow paper's way, `guidance` w != 1): for samples
 that keep their condition, v is replaced by v~ = w v + (1 - w) u(z_t, t, t | null), the network's
 own null-condition velocity (detached), both in the target and as the JVP tangent; sampling then
@@ -29,6 +37,7 @@ from emf_bench.probe.model import plain_attention
 
 OBJECTIVES = ("meanflow", "flow-matching")
 JVP_STRATEGIES = ("func", "autograd", "fd")
+TANGENTS = ("sample", "model")
 
 
 @dataclass(frozen=True)
@@ -39,12 +48,15 @@ class Objective:
     eps: float = 1e-3  # adaptive weight offset
     fd_step: float = 1e-3
     guidance: float = 1.0  # trained-in guidance scale w (1: none)
+    tangent: str = "sample"  # z-tangent of the JVP: the sample's v, or the model's u(z, t, t)
 
     def __post_init__(self) -> None:
         if self.kind not in OBJECTIVES:
             raise unknown_name("objective", self.kind, OBJECTIVES)
         if self.jvp not in JVP_STRATEGIES:
             raise unknown_name("JVP strategy", self.jvp, JVP_STRATEGIES)
+        if self.tangent not in TANGENTS:
+            raise unknown_name("JVP tangent", self.tangent, TANGENTS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,8 +146,13 @@ def probe_loss(model: torch.nn.Module, x: torch.Tensor, noise: torch.Tensor, t: 
         u_still = fn_rows(still)(z[still], t[still], t[still])
         u = u.index_put((still,), u_still)
     if len(move):
+        fn = fn_rows(move)
+        tangent = v[move]
+        if objective.tangent == "model":
+            with torch.no_grad():
+                tangent = fn(z[move], t[move], t[move])
         u_move, dudt = average_velocity_and_derivative(
-            fn_rows(move), z[move], t[move], r[move], v[move], objective.jvp, objective.fd_step)
+            fn, z[move], t[move], r[move], tangent, objective.jvp, objective.fd_step)
         u = u.index_put((move,), u_move)
         target[move] = v[move] - (t4[move] - r4[move]) * dudt
     loss, per_sample = _weighted((u - target.detach()) ** 2, objective)

@@ -55,6 +55,7 @@ class TrainConfig:
     jvp: str = "func"
     adaptive_p: float = 0.5  # MeanFlow's paper uses 1.0; 0.5 learned faster in our sweeps
     train_guidance: float = 1.0
+    tangent: str = "sample"  # the JVP's z-tangent: the sample's v or the model's u(z, t, t)
     cond_dropout: float = 0.1
     conditioning: str = "pooled"
     null: str = "zero"
@@ -75,7 +76,8 @@ class TrainConfig:
             raise EmfBenchError(f"warm_start must be in [0, 1), got {self.warm_start}")
         if not 0 <= self.cond_dropout < 1:
             raise EmfBenchError(f"condition dropout must be in [0, 1), got {self.cond_dropout}")
-        Objective(self.objective, self.jvp, self.adaptive_p, guidance=self.train_guidance)
+        Objective(self.objective, self.jvp, self.adaptive_p, guidance=self.train_guidance,
+                  tangent=self.tangent)
         TimeSchedule.named(self.schedule)
 
     def to_dict(self) -> dict[str, Any]:
@@ -294,7 +296,7 @@ class ProbeTrainer:
                      "meanflow": TimeSchedule.named(c.schedule)}
         objectives = {"flow-matching": Objective("flow-matching", p=c.adaptive_p),
                       "meanflow": Objective("meanflow", c.jvp, c.adaptive_p,
-                                            guidance=c.train_guidance)}
+                                            guidance=c.train_guidance, tangent=c.tangent)}
         last_good = step
         window_start, window_images = time.perf_counter(), 0
         from emf_bench.progress import StepProgress

@@ -88,6 +88,32 @@ def test_meanflow_target_uses_the_jvp_only_where_r_differs_from_t():
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_the_model_tangent_takes_the_jvp_along_the_probes_own_velocity():
+    model = tiny()
+    z, v, t, r, pooled = inputs()
+    x = torch.randn_like(z)
+    cond = {"pooled": pooled, "tokens": None, "mask": None}
+    loss, _ = probe_loss(model, x, v, t, r, cond, Objective("meanflow", p=0.0, tangent="model"))
+    t4, r4 = t[:, None, None, None], r[:, None, None, None]
+    zt = (1 - t4) * x + t4 * v
+
+    def fn(a, b, c):
+        return model(a, b, c, pooled)
+
+    with torch.no_grad():
+        instantaneous = fn(zt, t, t)
+    with plain_attention():
+        u, dudt = torch.func.jvp(fn, (zt, t, r), (instantaneous, torch.ones_like(t),
+                                                  torch.zeros_like(r)))
+    target = (v - x) - (t4 - r4) * dudt  # the sample's velocity stays in the target
+    expected = ((u - target) ** 2).flatten(1).sum(1).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    sample, _ = probe_loss(model, x, v, t, r, cond, Objective("meanflow", p=0.0))
+    assert abs(float(sample) - float(loss)) > 1e-3  # the tangent changed the target
+    with pytest.raises(EmfBenchError, match="JVP tangent"):
+        Objective(tangent="mean")
+
+
 def test_flow_matching_is_the_r_equals_t_case_and_weights_are_detached():
     model = tiny()
     z, v, t, r, pooled = inputs()
