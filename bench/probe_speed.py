@@ -2,10 +2,11 @@
 
     python bench/probe_speed.py [--size cpu] [--batch-size 32] [--steps 30] [--device cpu]
 
-Both objectives run in one process on the same model, batches and (t, r) schedules the
-trainer uses (EMF's at mid-training: half the samples with r != t; the JVP is taken for those
-only). Prints images/s of each, their ratio, and 1-step sampling throughput, as markdown rows
-for BENCHMARKS.md. Requirement: a MeanFlow step costs at most 1.9x a flow-matching step.
+Both objectives (and MeanFlow with the model tangent) run in one process on the same model,
+batches and (t, r) schedules the trainer uses (EMF's at mid-training: half the samples with
+r != t; the JVP is taken for those only). Prints images/s of each, their ratio, and 1-step
+sampling throughput, as markdown rows for BENCHMARKS.md. Requirement: a MeanFlow step costs
+at most 1.9x a flow-matching step.
 """
 
 from __future__ import annotations
@@ -41,25 +42,32 @@ def main() -> None:
     cond = {"pooled": torch.randn(bs, args.cond_dim, generator=g).to(device), "tokens": None,
             "mask": None}
 
-    def run(kind: str) -> float:
-        schedule = TimeSchedule.named("emf" if kind == "meanflow" else "flow-matching")
-        objective = Objective(kind, p=0.5)
-        times = []
-        for i in range(args.steps + 3):
-            t, r = schedule.sample(bs, 0.5, g)
-            noise = torch.randn(x.shape, generator=g).to(device)
-            start = time.perf_counter()
-            loss, _ = probe_loss(model, x, noise, t.to(device), r.to(device), cond, objective)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= 3:
-                times.append(time.perf_counter() - start)
-        return bs / statistics.median(times)
+    variants = {"flow-matching": Objective("flow-matching", p=0.5),
+                "meanflow": Objective("meanflow", p=0.5),
+                "meanflow-model": Objective("meanflow", p=0.5, tangent="model")}
+    schedules = {"flow-matching": TimeSchedule.named("flow-matching"),
+                 "meanflow": TimeSchedule.named("emf")}
 
-    fm, mf = run("flow-matching"), run("meanflow")
+    def step(objective: Objective) -> float:
+        t, r = schedules[objective.kind].sample(bs, 0.5, g)
+        noise = torch.randn(x.shape, generator=g).to(device)
+        start = time.perf_counter()
+        loss, _ = probe_loss(model, x, noise, t.to(device), r.to(device), cond, objective)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    # Interleaved (one step of each in turn), so a change in machine load hits all alike.
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for i in range(args.steps + 3):
+        for name, objective in variants.items():
+            seconds = step(objective)
+            if i >= 3:
+                times[name].append(seconds)
+    fm, mf, mf_model = (bs / statistics.median(times[name]) for name in variants)
     model.eval()
     noise = torch.randn(256, 3, 32, 32, generator=g).to(device)
     pooled = torch.randn(256, args.cond_dim, generator=g).to(device)
@@ -78,6 +86,8 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| flow matching | {fm:.0f} | 1.00 |")
     print(f"| MeanFlow (EMF schedule, 50% r != t) | {mf:.0f} | {fm / mf:.2f} |")
+    print(f"| MeanFlow, model tangent (`--tangent model`) | {mf_model:.0f} | "
+          f"{fm / mf_model:.2f} |")
     print(f"| 1-step sampling (no guidance) | {sample_rate:.0f} | - |")
 
 

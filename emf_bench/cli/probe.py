@@ -55,9 +55,9 @@ def train_probe(
     jvp: Annotated[str, typer.Option(
         "--jvp", help="du/dt strategy: func (torch.func.jvp), autograd, fd.")] = "func",
     tangent: Annotated[str, typer.Option(
-        "--tangent", help="The JVP's tangent in z: sample (the sample's velocity, as in "
-        "MeanFlow) or model (the probe's own instantaneous velocity: less noise in the target, "
-        "one more forward pass).")] = "sample",
+        "--tangent", help="The JVP's tangent in z: model (the probe's own instantaneous "
+        "velocity: far less noise in the target, one more forward pass without gradients) or "
+        "sample (the sample's velocity, as in the MeanFlow paper).")] = "model",
     warm_start: Annotated[float | None, typer.Option(
         "--warm-start", help="meanflow: budget share trained with flow matching first "
         "\\[default: 0.4].", show_default=False)] = None,

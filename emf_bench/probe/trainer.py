@@ -55,7 +55,9 @@ class TrainConfig:
     jvp: str = "func"
     adaptive_p: float = 0.5  # MeanFlow's paper uses 1.0; 0.5 learned faster in our sweeps
     train_guidance: float = 1.0
-    tangent: str = "sample"  # the JVP's z-tangent: the sample's v or the model's u(z, t, t)
+    # The JVP's z-tangent: the model's u(z, t, t) (less noise in the target: BENCHMARKS.md) or
+    # the sample's v (the MeanFlow paper; probes saved before this option existed).
+    tangent: str = "model"
     cond_dropout: float = 0.1
     conditioning: str = "pooled"
     null: str = "zero"
@@ -86,6 +88,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
+        data = {"tangent": "sample", **data}  # checkpoints from before the option used v
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def probe_config(self, cond_dim: int) -> ProbeConfig:

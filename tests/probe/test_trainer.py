@@ -106,6 +106,13 @@ def test_mismatched_encoder_or_settings_never_overwrite_a_checkpoint(tmp_path, c
     assert trainer(tmp_path, cache, budget="4steps").train(overwrite=True)["step"] == 4
 
 
+def test_checkpoints_from_before_the_tangent_option_resume_as_sample_tangent():
+    legacy = {k: v for k, v in TrainConfig().to_dict().items() if k != "tangent"}
+    assert TrainConfig.from_dict(legacy).tangent == "sample"
+    assert TrainConfig().tangent == "model"  # new probes take the JVP along their own velocity
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+
+
 def test_corrupt_or_missing_checkpoints_are_named(tmp_path, cache):
     trainer(tmp_path, cache, budget="4steps").train()
     folder = tmp_path / "probe/checkpoints/step-0000004"
