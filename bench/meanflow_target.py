@@ -7,7 +7,9 @@ For world training scenes x, noise e, z_t = (1 - t) x + t e and v = e - x, at fi
 u_tgt = v - (t - r) du/dt split into its parts (J_z u . v, the change with z along the path;
 du/dt at fixed z, the change with time), and the squared error |u - u_tgt|^2 the trainer
 minimises (summed over pixels, mean over scenes). At r = t the correction vanishes and the error
-is flow matching's. Prints markdown rows for BENCHMARKS.md.
+is flow matching's. The last two columns take the JVP along the probe's own velocity
+u(z_t, t, t) instead of v (`--tangent model`, the trainer's default). Prints markdown rows for
+BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def main() -> None:
     print(f"probe {generator.name}, step {generator.state['step']}, {args.n} training scenes\n")
     print("| t | r | \\|v\\|^2 | \\|u\\|^2 | \\|(t-r) J_z u.v\\|^2 "
           "| \\|(t-r) du/dt at fixed z\\|^2 "
-          "| \\|correction\\|^2 | \\|u - u_tgt\\|^2 |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| \\|correction\\|^2 | \\|u - u_tgt\\|^2 | model tangent: \\|correction\\|^2 "
+          "| \\|u - u_tgt\\|^2 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for t_value, r_value in PAIRS:
         t = torch.full((args.n,), t_value)
         r = torch.full((args.n,), r_value)
@@ -68,11 +71,15 @@ def main() -> None:
             u, along_z = torch.func.jvp(fn, (z, t, r), (v, zeros_t, zeros_r))
             _, along_t = torch.func.jvp(fn, (z, t, r), (torch.zeros_like(v), torch.ones_like(t),
                                                          zeros_r))
+            _, along_model = torch.func.jvp(fn, (z, t, r), (fn(z, t, t), zeros_t, zeros_r))
         correction = gap * (along_z + along_t)
         error = squared(u - (v - correction))
+        model_correction = gap * (along_model + along_t)
+        model_error = squared(u - (v - model_correction))
         print(f"| {t_value} | {r_value} | {squared(v):.0f} | {squared(u):.0f} | "
               f"{squared(gap * along_z):.0f} | {squared(gap * along_t):.0f} | "
-              f"{squared(correction):.0f} | {error:.0f} |")
+              f"{squared(correction):.0f} | {error:.0f} | {squared(model_correction):.0f} | "
+              f"{model_error:.0f} |")
 
 
 if __name__ == "__main__":
