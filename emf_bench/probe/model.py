@@ -459,6 +459,7 @@ class AverageVelocity(nn.Module):
         return self.net.cond
 
     def forward(self, z, t, r, pooled, tokens=None, token_mask=None):
+        z = z.contiguous()  # GroupNorm under forward AD fails on strided (e.g. NHWC) inputs
         out = self.net(z, t, r, pooled, tokens, token_mask)
         if self.config.prediction == "u":
             return out

@@ -61,6 +61,23 @@ def test_plain_attention_matches_the_fused_kernel():
     torch.testing.assert_close(plain, fused, rtol=1e-5, atol=1e-5)
 
 
+def test_the_jvp_accepts_channels_last_images():
+    model = perturb(build_model(preset("tiny", cond_dim=5, prediction="x")))
+    size = model.config.image_size
+    z, v = (torch.randn(2, size, size, 3).permute(0, 3, 1, 2) for _ in range(2))  # strided
+    t, pooled = torch.tensor([0.9, 0.5]), torch.randn(2, 5)
+
+    def fn(a, b, c):
+        return model(a, b, c, pooled)
+
+    tangents = (v, torch.ones_like(t), torch.zeros_like(t))
+    with plain_attention():
+        _, strided = torch.func.jvp(fn, (z, t, t / 2), tangents)
+        _, dense = torch.func.jvp(fn, (z.contiguous(), t, t / 2),
+                                  tuple(x.contiguous() for x in tangents))
+    torch.testing.assert_close(strided, dense)
+
+
 def test_x_prediction_returns_the_clean_estimate_in_one_step():
     from emf_bench.probe.sampler import MeanFlowSampler
 
