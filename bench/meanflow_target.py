@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from emf_bench.generators.probe import ProbeGenerator
-from emf_bench.probe.data import make_conditions
 from emf_bench.probe.model import plain_attention
-from emf_bench.text.cache import FeatureCache, encode_texts
+from emf_bench.text.cache import FeatureCache
 from emf_bench.world import World, WorldConfig
 
 PAIRS = ((0.3, 0.3), (0.3, 0.0), (0.6, 0.6), (0.6, 0.3), (0.6, 0.0), (0.9, 0.9), (0.9, 0.45),
@@ -45,9 +44,9 @@ def main() -> None:
     world = World(WorldConfig.from_dict(generator.state.get("world", {})))
     examples = list(world.training_set(args.n, seed=args.seed))
     images = np.stack([world.render(e.scene) for e in examples])
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().float() / 127.5 - 1.0
-    pooled = encode_texts(generator.card, [e.caption for e in examples], generator.cache).pooled
-    cond = make_conditions(pooled, None, generator.stats).pooled
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    conditions, rows = generator.conditions([e.caption for e in examples])
+    cond = conditions.pooled[rows]
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(args.seed))
     model = generator.model
 

@@ -16,7 +16,8 @@ r != t.
 
 Guidance trained into the target (the MeanFlow paper's way, `guidance` w != 1): for samples
 that keep their condition, v is replaced by v~ = w v + (1 - w) u(z_t, t, t | null), the network's
-own null-condition velocity (detached), both in the target and as the JVP tangent; sampling then
+own null-condition velocity (detached), in the target and, with the sample tangent, as the JVP
+tangent (the model tangent already learns the guided velocity at r = t); sampling then
 needs one network call per step. EMF instead guides at sampling time (see the sampler).
 
 The JVP is taken only for the samples with r != t (the term vanishes when r = t), inside
@@ -70,14 +71,13 @@ def average_velocity_and_derivative(fn: Fn, z: torch.Tensor, t: torch.Tensor, r:
                                     fd_step: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
     """(u, du/dt) of fn(z, t, r) along tangents (v, 1, 0); u keeps its graph, du/dt does not."""
     ones, zeros = torch.ones_like(t), torch.zeros_like(r)
+    u = fn(z, t, r)  # with its graph; every strategy takes du/dt without one
     if strategy == "func":
-        # u with its graph from a plain forward; the JVP without one (recording the tangent's
-        # operations for a backward that never comes costs more than the extra forward).
-        u = fn(z, t, r)
+        # (recording the tangent's operations for a backward that never comes costs more than
+        # the extra forward)
         with plain_attention(), torch.no_grad():
             _, dudt = torch.func.jvp(fn, (z, t, r), (v, ones, zeros))
         return u, dudt
-    u = fn(z, t, r)
     if strategy == "autograd":
         with plain_attention(), torch.enable_grad():
             inputs = (z.detach().requires_grad_(), t.detach().requires_grad_(),

@@ -78,9 +78,12 @@ class TrainConfig:
             raise EmfBenchError(f"warm_start must be in [0, 1), got {self.warm_start}")
         if not 0 <= self.cond_dropout < 1:
             raise EmfBenchError(f"condition dropout must be in [0, 1), got {self.cond_dropout}")
-        Objective(self.objective, self.jvp, self.adaptive_p, guidance=self.train_guidance,
-                  tangent=self.tangent)
+        self.meanflow_objective()
         TimeSchedule.named(self.schedule)
+
+    def meanflow_objective(self) -> Objective:
+        return Objective("meanflow", self.jvp, self.adaptive_p, guidance=self.train_guidance,
+                         tangent=self.tangent)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -298,8 +301,7 @@ class ProbeTrainer:
         schedules = {"flow-matching": TimeSchedule.named("flow-matching"),
                      "meanflow": TimeSchedule.named(c.schedule)}
         objectives = {"flow-matching": Objective("flow-matching", p=c.adaptive_p),
-                      "meanflow": Objective("meanflow", c.jvp, c.adaptive_p,
-                                            guidance=c.train_guidance, tangent=c.tangent)}
+                      "meanflow": c.meanflow_objective()}
         last_good = step
         window_start, window_images = time.perf_counter(), 0
         from emf_bench.progress import StepProgress
