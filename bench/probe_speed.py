@@ -2,9 +2,10 @@
 
     python bench/probe_speed.py [--size cpu] [--batch-size 32] [--steps 30] [--device cpu]
 
-Both objectives (and MeanFlow with the model tangent) run in one process on the same model,
-batches and (t, r) schedules the trainer uses (EMF's at mid-training: half the samples with
-r != t; the JVP is taken for those only). Prints images/s of each, their ratio, and 1-step
+Both objectives (MeanFlow with either tangent, and with the JVP by torch.func.jvp or by the
+U-Net's hand-written rules, `--jvp func|dual`) run in one process on the same model, batches
+and (t, r) schedules the trainer uses (EMF's at mid-training: half the samples with r != t; the
+JVP is taken for those only). Prints images/s of each, their ratio, and 1-step
 sampling throughput, as markdown rows for BENCHMARKS.md. Requirement: a MeanFlow step costs
 at most 1.9x a flow-matching step.
 """
@@ -42,9 +43,9 @@ def main() -> None:
     cond = {"pooled": torch.randn(bs, args.cond_dim, generator=g).to(device), "tokens": None,
             "mask": None}
 
-    variants = {"flow-matching": Objective("flow-matching", p=0.5),
-                "meanflow": Objective("meanflow", p=0.5),
-                "meanflow-model": Objective("meanflow", p=0.5, tangent="model")}
+    variants = {(tangent, jvp): Objective("meanflow", jvp, p=0.5, tangent=tangent)
+                for tangent in ("model", "sample") for jvp in ("dual", "func")}
+    variants = {"flow-matching": Objective("flow-matching", p=0.5), **variants}
     schedules = {"flow-matching": TimeSchedule.named("flow-matching"),
                  "meanflow": TimeSchedule.named("emf")}
 
@@ -67,7 +68,8 @@ def main() -> None:
             seconds = step(objective)
             if i >= 3:
                 times[name].append(seconds)
-    fm, mf, mf_model = (bs / statistics.median(times[name]) for name in variants)
+    rate = {name: bs / statistics.median(times[name]) for name in variants}
+    fm = rate.pop("flow-matching")
     model.eval()
     noise = torch.randn(256, 3, 32, 32, generator=g).to(device)
     pooled = torch.randn(256, args.cond_dim, generator=g).to(device)
@@ -85,9 +87,9 @@ def main() -> None:
     print("| objective | images/s (training) | cost per image vs flow matching |")
     print("|---|---|---|")
     print(f"| flow matching | {fm:.0f} | 1.00 |")
-    print(f"| MeanFlow (EMF schedule, 50% r != t) | {mf:.0f} | {fm / mf:.2f} |")
-    print(f"| MeanFlow, model tangent (`--tangent model`) | {mf_model:.0f} | "
-          f"{fm / mf_model:.2f} |")
+    for (tangent, jvp), mf in rate.items():
+        print(f"| MeanFlow (EMF schedule, 50% r != t), `--tangent {tangent} --jvp {jvp}` | "
+              f"{mf:.0f} | {fm / mf:.2f} |")
     print(f"| 1-step sampling (no guidance) | {sample_rate:.0f} | - |")
 
 

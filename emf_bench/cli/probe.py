@@ -53,7 +53,9 @@ def train_probe(
         "(fixed 25% r != t).")
     ] = "emf",
     jvp: Annotated[str, typer.Option(
-        "--jvp", help="du/dt strategy: func (torch.func.jvp), autograd, fd.")] = "func",
+        "--jvp", help="du/dt strategy: auto (dual where the network has hand-written tangent "
+        "rules, as the U-Net does, else func), dual, func (torch.func.jvp), autograd, "
+        "fd.")] = "auto",
     tangent: Annotated[str, typer.Option(
         "--tangent", help="The JVP's tangent in z: model (the probe's own instantaneous "
         "velocity: far less noise in the target, one more forward pass without gradients) or "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -50,6 +51,80 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             scores = scores + bias
         return scores.softmax(dim=-1) @ v
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+# --- hand-written forward mode (the MeanFlow JVP of the U-Net) -------------------------------
+# `dual` methods return a layer's output with its autograd graph and, given input tangents, its
+# tangent without one (the MeanFlow target is detached). The weights are constants. One pass
+# then gives u for the loss and du/dt for the target: torch.func.jvp needs a forward of its own,
+# runs every convolution three times (the weights' zero tangents included) and decomposes group
+# norm into a dozen passes (bench/probe_speed.py). Checked against torch.func.jvp in float64
+# (tests/probe/test_objectives.py).
+
+
+def _tangent(rule):
+    """A tangent rule: None when its first argument (a tangent) is None, else run without
+    gradients."""
+
+    @functools.wraps(rule)
+    def wrapped(dx, *args):
+        if dx is None:
+            return None
+        with torch.no_grad():
+            return rule(dx, *args)
+
+    return wrapped
+
+
+@_tangent
+def linear_tangent(dx: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+    """Tangent through a Linear, Conv2d or Identity layer: the layer without its bias."""
+    if isinstance(layer, nn.Conv2d):
+        return F.conv2d(dx, layer.weight, None, layer.stride, layer.padding, layer.dilation,
+                        layer.groups)
+    if isinstance(layer, nn.Linear):
+        return F.linear(dx, layer.weight)
+    if isinstance(layer, nn.Identity):
+        return dx
+    raise TypeError(f"no tangent rule for {type(layer).__name__}")
+
+
+@_tangent
+def silu_tangent(dx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(x)
+    return dx * s * (1 + x * (1 - s))
+
+
+@_tangent
+def group_norm_tangent(dx: torch.Tensor, norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    """d(x_hat) = rstd (dx - mean(dx) - x_hat mean(x_hat dx)) per group, times the weight."""
+    n, c = x.shape[:2]
+    xg = x.reshape(n, norm.num_groups, -1)
+    var, mean = torch.var_mean(xg, dim=-1, correction=0, keepdim=True)
+    rstd = (var + norm.eps).rsqrt()
+    x_hat = (xg - mean) * rstd
+    dg = dx.reshape(n, norm.num_groups, -1)
+    out = (rstd * (dg - dg.mean(-1, keepdim=True)
+                   - x_hat * (x_hat * dg).mean(-1, keepdim=True))).view_as(x)
+    return out * norm.weight.view((1, c) + (1,) * (x.dim() - 2)) if norm.affine else out
+
+
+def attention_dual(q, k, v, dq=None, dk=None, dv=None, mask=None):
+    """(attention, its tangent). Without tangents: `attention` (the fused kernel where it may)."""
+    if dq is None:
+        return attention(q, k, v, mask), None
+    scale = 1 / math.sqrt(q.shape[-1])
+    scores = q @ k.transpose(-1, -2) * scale
+    if mask is not None:
+        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+    probs = scores.softmax(dim=-1)
+    with torch.no_grad():
+        d_scores = dq @ k.transpose(-1, -2) * scale
+        if dk is not None:
+            d_scores = d_scores + q @ dk.transpose(-1, -2) * scale
+        d_probs = probs * (d_scores - (probs * d_scores).sum(-1, keepdim=True))
+        d_out = d_probs @ v if dv is None else d_probs @ v + probs @ dv
+    return probs @ v, d_out
 
 
 @dataclass(frozen=True)
@@ -134,12 +209,25 @@ class TimestepEmbedder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(frequencies, width), nn.SiLU(), nn.Linear(width, width))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.dual(t)[0]
+
+    def dual(self, t: torch.Tensor, dt: torch.Tensor | None = None):
         half = self.frequencies // 2
         dtype = self.mlp[0].weight.dtype  # float32 (or float64 in the JVP tests), not t's
-        freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=dtype)
-                          / half)
-        args = self.scale * t[:, None].to(dtype) * freqs[None]
-        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+        freqs = self.scale * torch.exp(-math.log(10000) * torch.arange(
+            half, device=t.device, dtype=dtype) / half)
+        args = t[:, None].to(dtype) * freqs[None]
+        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+        first, act, second = self.mlp
+        h = first(emb)
+        out = second(act(h))
+        if dt is None:
+            return out, None
+        with torch.no_grad():
+            d_args = dt[:, None].to(dtype) * freqs[None]
+            d_emb = torch.cat([-torch.sin(args) * d_args, torch.cos(args) * d_args], dim=-1)
+        d_h = linear_tangent(d_emb, first)
+        return out, linear_tangent(silu_tangent(d_h, h), second)
 
 
 class Conditioning(nn.Module):
@@ -185,6 +273,14 @@ class Conditioning(nn.Module):
         keys = self.tokens(tokens) if hasattr(self, "tokens") and tokens is not None else None
         return emb, keys, token_mask
 
+    def time_tangent(self, t, r, dt, dr) -> torch.Tensor | None:
+        """The tangent of the time embedding along (dt, dr) (text has none)."""
+        if dt is None:
+            return None
+        if self.config.time == "interval":
+            return self.end.dual(t, dt)[1] + self.interval.dual(t - r, dt - dr)[1]
+        return self.time.dual(t, dt)[1]
+
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
@@ -202,11 +298,29 @@ class CrossAttention(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None):
+        return self.dual(x, keys, mask)[0]
+
+    def dual(self, x, keys, mask, dx=None):
+        """Attention of x to the text keys (which have no tangent)."""
         b, n, w = x.shape
         h = self.heads
-        q = self.q(self.norm(x)).view(b, n, h, w // h).transpose(1, 2)
+        normed = self.norm(x)
+        q = self.q(normed).view(b, n, h, w // h).transpose(1, 2)
         k, v = self.kv(keys).view(b, keys.shape[1], 2, h, w // h).permute(2, 0, 3, 1, 4)
-        return self.out(attention(q, k, v, mask).transpose(1, 2).reshape(b, n, w))
+        dq = None
+        if dx is not None:
+            with torch.no_grad():
+                # layer norm without affine: d(x_hat) = rstd (dx - mean(dx) - x_hat mean(x_hat dx))
+                var = x.var(-1, correction=0, keepdim=True)
+                rstd = (var + self.norm.eps).rsqrt()
+                d_normed = rstd * (dx - dx.mean(-1, keepdim=True)
+                                   - normed * (normed * dx).mean(-1, keepdim=True))
+            dq = linear_tangent(d_normed, self.q).view(b, n, h, w // h).transpose(1, 2)
+        out, d_out = attention_dual(q, k, v, dq, None, None, mask)
+        y = self.out(out.transpose(1, 2).reshape(b, n, w))
+        if dx is None:
+            return y, None
+        return y, linear_tangent(d_out.transpose(1, 2).reshape(b, n, w), self.out)
 
 
 # --- DiT --------------------------------------------------------------------------------------
@@ -299,10 +413,27 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x, c):
-        h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.film(c).chunk(2, dim=-1)
-        h = self.norm2(h) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
-        return self.skip(x) + self.conv2(F.silu(h))
+        return self.dual(x, c)[0]
+
+    def dual(self, x, c, dx=None, dc=None):
+        a = self.norm1(x)
+        s = F.silu(a)
+        h = self.conv1(s)
+        film = self.film(c)
+        scale, shift = (film[:, :, None, None] for film in film.chunk(2, dim=-1))
+        n = self.norm2(h)
+        g = n * (1 + scale) + shift
+        out = self.skip(x) + self.conv2(F.silu(g))
+        if dx is None:
+            return out, None
+        dh = linear_tangent(silu_tangent(group_norm_tangent(dx, self.norm1, x), a), self.conv1)
+        dn = group_norm_tangent(dh, self.norm2, h)
+        with torch.no_grad():
+            d_scale, d_shift = (d[:, :, None, None]
+                                for d in linear_tangent(dc, self.film).chunk(2, dim=-1))
+            dg = dn * (1 + scale) + n * d_scale + d_shift
+        return out, linear_tangent(dx, self.skip) + linear_tangent(
+            silu_tangent(dg, g), self.conv2)
 
 
 class SelfAttention(nn.Module):
@@ -318,12 +449,28 @@ class SelfAttention(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dual(x)[0]
+
+    def dual(self, x, dx=None):
         b, c, h, w = x.shape
+
+        def heads(qkv: torch.Tensor | None) -> tuple:
+            if qkv is None:
+                return None, None, None
+            return qkv.view(b, h * w, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+
+        def merge(out: torch.Tensor) -> torch.Tensor:  # (B, heads, H * W, d) -> (B, H * W, C)
+            return out.transpose(1, 2).reshape(b, h * w, c)
+
         seq = self.norm(x).flatten(2).transpose(1, 2)  # (B, H * W, C)
-        q, k, v = self.qkv(seq).view(b, h * w, 3, self.heads, c // self.heads).permute(
-            2, 0, 3, 1, 4)
-        out = attention(q, k, v).transpose(1, 2).reshape(b, h * w, c)
-        return x + self.out(out).transpose(1, 2).view(b, c, h, w)
+        d_seq = group_norm_tangent(dx, self.norm, x)
+        d_seq = None if d_seq is None else d_seq.flatten(2).transpose(1, 2)
+        out, d_out = attention_dual(*heads(self.qkv(seq)),
+                                    *heads(linear_tangent(d_seq, self.qkv)))
+        y = x + self.out(merge(out)).transpose(1, 2).view(b, c, h, w)
+        if dx is None:
+            return y, None
+        return y, dx + linear_tangent(merge(d_out), self.out).transpose(1, 2).view(b, c, h, w)
 
 
 class UNet(nn.Module):
@@ -374,33 +521,48 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, z, t, r, pooled, tokens=None, token_mask=None):
+        return self.dual(z, t, r, pooled, tokens, token_mask)[0]
+
+    def dual(self, z, t, r, pooled, tokens=None, token_mask=None, dz=None, dt=None, dr=None):
+        """The network's output and, given tangents (dz, dt, dr), its JVP along them."""
+
+        def linear(op, x, dx):  # an operation linear in x: the same on the tangent
+            return op(x), None if dx is None else op(dx)
+
         c, keys, key_mask = self.cond(t, r, pooled, tokens, token_mask)
+        dc = silu_tangent(self.cond.time_tangent(t, r, dt, dr), c)
         c = self.cond_act(c)
         p = self.config.unet_patch
-        x = self.inp(F.pixel_unshuffle(z, p) if p > 1 else z)
+        x, dx = linear(lambda v: F.pixel_unshuffle(v, p) if p > 1 else v, z, dz)
+        x, dx = self.inp(x), linear_tangent(dx, self.inp)
         skips = []
         for i, blocks in enumerate(self.down):
             for block in blocks:
-                x = block(x, c)
-            skips.append(x)
+                x, dx = block.dual(x, c, dx, dc)
+            skips.append((x, dx))
             if i < len(self.downsample):
-                x = self.downsample[i](x)
-        x = self.mid(x, c)
+                x, dx = self.downsample[i](x), linear_tangent(dx, self.downsample[i])
+        x, dx = self.mid.dual(x, c, dx, dc)
         if self.mid_attention is not None:
-            x = self.mid_attention(x)
+            x, dx = self.mid_attention.dual(x, dx)
         if self.cross is not None and keys is not None:
             b, ch, hh, ww = x.shape
-            seq = x.flatten(2).transpose(1, 2)
-            seq = seq + self.cross(seq, self.key_proj(keys), key_mask)
-            x = seq.transpose(1, 2).reshape(b, ch, hh, ww)
+            seq, d_seq = linear(lambda v: v.flatten(2).transpose(1, 2), x, dx)
+            y, dy = self.cross.dual(seq, self.key_proj(keys), key_mask, d_seq)
+            x, dx = linear(lambda v: v.transpose(1, 2).reshape(b, ch, hh, ww), seq + y,
+                           None if dx is None else d_seq + dy)
         for k, blocks in enumerate(self.up):
-            x = torch.cat([x, skips.pop()], dim=1)
+            skip, d_skip = skips.pop()
+            x, dx = torch.cat([x, skip], dim=1), None if dx is None else torch.cat([dx, d_skip], 1)
             for block in blocks:
-                x = block(x, c)
+                x, dx = block.dual(x, c, dx, dc)
             if k < len(self.upsample):
-                x = self.upsample[k](F.interpolate(x, scale_factor=2, mode="nearest"))
-        out = self.out(F.silu(self.out_norm(x)))
-        return F.pixel_shuffle(out, p) if p > 1 else out
+                x, dx = linear(lambda v: F.interpolate(v, scale_factor=2, mode="nearest"), x, dx)
+                x, dx = self.upsample[k](x), linear_tangent(dx, self.upsample[k])
+        a = self.out_norm(x)
+        da = group_norm_tangent(dx, self.out_norm, x)
+        out, d_out = self.out(F.silu(a)), linear_tangent(silu_tangent(da, a), self.out)
+        return linear(lambda v: F.pixel_shuffle(v, p) if p > 1 else v, out, d_out)
 
 
 # --- presets ----------------------------------------------------------------------------------
@@ -458,6 +620,11 @@ class AverageVelocity(nn.Module):
     def cond(self) -> Conditioning:
         return self.net.cond
 
+    @property
+    def has_dual(self) -> bool:
+        """Whether the network has hand-written tangent rules (`dual`): the U-Net has."""
+        return isinstance(self.net, UNet)
+
     def forward(self, z, t, r, pooled, tokens=None, token_mask=None):
         z = z.contiguous()  # GroupNorm under forward AD fails on strided (e.g. NHWC) inputs
         out = self.net(z, t, r, pooled, tokens, token_mask)
@@ -465,6 +632,17 @@ class AverageVelocity(nn.Module):
             return out
         scale = t.clamp(min=self.config.t_min)[:, None, None, None]
         return (z - out) / scale
+
+    def dual(self, z, t, r, pooled, tokens, token_mask, dz, dt, dr):
+        """(u with its graph, the JVP of u along (dz, dt, dr) without one), in one pass."""
+        out, d_out = self.net.dual(z, t, r, pooled, tokens, token_mask, dz, dt, dr)
+        if self.config.prediction == "u":
+            return out, d_out
+        scale = t.clamp(min=self.config.t_min)[:, None, None, None]
+        u = (z - out) / scale
+        with torch.no_grad():
+            d_scale = torch.where(t > self.config.t_min, dt, 0)[:, None, None, None]
+            return u, (dz - d_out - u * d_scale) / scale
 
 
 def build_model(config: ProbeConfig) -> nn.Module:

@@ -52,7 +52,7 @@ class TrainConfig:
     ema_decay: float = 0.995
     warm_start: float = 0.4  # meanflow only: budget share trained with flow matching first
     schedule: str = "emf"
-    jvp: str = "func"
+    jvp: str = "auto"  # the U-Net's hand-written JVP (half torch.func's cost), else torch.func
     adaptive_p: float = 0.5  # MeanFlow's paper uses 1.0; 0.5 learned faster in our sweeps
     train_guidance: float = 1.0
     # The JVP's z-tangent: the model's u(z, t, t) (less noise in the target: BENCHMARKS.md) or
@@ -100,9 +100,10 @@ class TrainConfig:
                       time="interval" if self.objective == "meanflow" else "single")
 
     def comparable(self) -> dict[str, Any]:
-        """Fields a resumed run must share with the checkpoint (budget and saving may differ)."""
+        """Fields a resumed run must share with the checkpoint (budget, saving and the JVP's
+        computation, which gives the same du/dt every way, may differ)."""
         return {k: v for k, v in self.to_dict().items()
-                if k not in ("budget", "checkpoint_every", "log_every")}
+                if k not in ("budget", "checkpoint_every", "log_every", "jvp")}
 
 
 _TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)\s*$")

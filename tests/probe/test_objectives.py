@@ -53,6 +53,59 @@ def test_jvp_strategies_agree_in_float64(arch, conditioning):
     assert rel(d_fd, d_func) < 1e-4  # central differences: O(h^2) error
 
 
+@pytest.mark.parametrize("conditioning, prediction, time", [
+    ("pooled", "x", "interval"), ("tokens", "u", "interval"), ("both", "x", "single")])
+def test_the_unets_hand_written_jvp_matches_torch_func_in_float64(conditioning, prediction, time):
+    model = tiny("unet", conditioning=conditioning, prediction=prediction, time=time,
+                 unet_attention=True, unet_patch=2 if conditioning == "pooled" else 1).double()
+    z, v, t, r, pooled = inputs(dtype=torch.float64)
+    t[0] = 0.01  # below t_min: the x-prediction's clamp has no slope there
+    tokens = torch.randn(4, 5, 6, dtype=torch.float64)
+    mask = torch.ones(4, 5, dtype=torch.bool)
+    mask[0, 3:] = False
+
+    def fn(zz, tt, rr):
+        return model(zz, tt, rr, pooled, tokens, mask)
+
+    def dual(zz, tt, rr, dz, dt, dr):
+        return model.dual(zz, tt, rr, pooled, tokens, mask, dz, dt, dr)
+
+    u_func, d_func = average_velocity_and_derivative(fn, z, t, r, v, "func")
+    u_dual, d_dual = average_velocity_and_derivative(fn, z, t, r, v, "dual", dual=dual)
+    assert d_func.abs().max() > 1e-3 and not d_dual.requires_grad
+    torch.testing.assert_close(u_dual, u_func, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(d_dual, d_func, rtol=1e-10, atol=1e-10)
+    # u from the dual pass carries the same gradient as the plain forward's
+    grads = []
+    for u in (u_dual, fn(z, t, r)):
+        model.zero_grad()
+        (u * v).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()
+                                if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+
+
+def test_auto_takes_the_hand_written_jvp_where_the_network_has_one():
+    cond = {"pooled": inputs()[4], "tokens": None, "mask": None}
+    z, v, t, r, _ = inputs()
+    for arch, has_dual in (("unet", True), ("dit", False)):
+        model = tiny(arch)
+        assert model.has_dual is has_dual
+        calls = []
+        if has_dual:
+            plain_dual = model.dual
+            model.dual = lambda *a, calls=calls, plain_dual=plain_dual: (
+                calls.append(1) or plain_dual(*a))
+        losses = {jvp: probe_loss(model, torch.zeros_like(z), v, t, r, cond,
+                                  Objective("meanflow", jvp, p=0.0))[1]["loss"]
+                  for jvp in ("auto", "func")}
+        assert losses["auto"] == pytest.approx(losses["func"], rel=1e-5)
+        assert len(calls) == has_dual  # auto took the dual pass, func did not
+        if not has_dual:
+            with pytest.raises(EmfBenchError, match="hand-written tangent rules"):
+                probe_loss(model, torch.zeros_like(z), v, t, r, cond, Objective(jvp="dual"))
+
+
 def test_jvp_of_a_known_function():
     # u(z, r, t) = z * t^2 + r: along (v, r' = 0, t' = 1), du/dt = v t^2 + 2 z t.
     z, v, t, r, _ = inputs(dtype=torch.float64)
