@@ -2,10 +2,10 @@
 
 The issue's targets for the class-label MeanFlow probe at 1 step: 0.5 on world single_object
 and colors, ahead of the flow-matching probe of the same budget, and within 0.1 of its own
-4-step score. The learning-curve benchmark run met all three (0.58, 0.69; 0.258 against 0.003;
-0.258 against 0.356 at 4 steps: BENCHMARKS.md), but single runs vary by about 0.1 and the
-quick study's 3.5-minute probe missed the first and the last. This test asserts the floor every
-measured run has reached, so a regression fails it, and prints what this run reached.
+4-step score. With the default recipe (model tangent, hand-written JVP) every measured 4-minute
+run met all three (BENCHMARKS.md, learning curves: gaps of 0.068 to 0.095 between 1 and 4
+steps). Single runs vary by about 0.05 to 0.1, so this test asserts the first two targets as
+stated and the third with room (0.15), and prints what this run reached.
 """
 
 import pytest
@@ -35,5 +35,6 @@ def test_meanflow_probe_generates_in_one_step_and_flow_matching_does_not(tmp_pat
     print("\nworld-GenEval, no guidance (world-exact detector):", scores)
     mf, fm = scores["meanflow"], scores["flow-matching"]
     assert mf[1] >= fm[1] + 0.1  # one step: MeanFlow generates, flow matching does not
-    assert mf["single_object"] >= 0.35 and mf["colors"] >= 0.35
+    assert mf["single_object"] >= 0.5 and mf["colors"] >= 0.5
     assert mf[4] >= mf[1] - 0.05  # more steps never make a MeanFlow probe much worse
+    assert mf[4] - mf[1] <= 0.15  # and one step is nearly as good as four
