@@ -145,7 +145,9 @@ class Study:
                              train_size=self.profile.train_size, seed=self.seed)
         folder = self.run_path / "probes" / card.name / objective
         trainer = ProbeTrainer(card, config, World(WorldConfig.from_dict(self.world)), folder,
-                               cache, device=self.device)
+                               cache, device=self.device,
+                               start_over="run the study in a new --run-dir (or delete that "
+                               "probe folder to retrain it)")
         trainer.train(resume=True)
         return folder
 

@@ -174,13 +174,15 @@ class ProbeTrainer:
     """One probe's training, checkpoints and log (see the module docstring)."""
 
     def __init__(self, card, config: TrainConfig, world, probe_dir: Path, cache,
-                 device: str | None = "cpu", init_from: Path | None = None):
+                 device: str | None = "cpu", init_from: Path | None = None,
+                 start_over: str = "use --overwrite to start over"):
+        """`start_over` ends the line that refuses a checkpoint from other settings."""
         from emf_bench.text.base import resolve_device
         from emf_bench.text.registry import weights_signature
 
         self.card, self.config, self.world = card, config, world
         self.probe_dir = Path(probe_dir)
-        self.cache, self.init_from = cache, init_from
+        self.cache, self.init_from, self.start_over = cache, init_from, start_over
         self.device = resolve_device(device)
         self.budget_kind, self.budget = parse_budget(config.budget)
         self.fingerprint = card.fingerprint(weights_signature(card))
@@ -200,16 +202,15 @@ class ProbeTrainer:
         if state.get("encoder_fingerprint") != self.fingerprint:
             name = state.get("encoder", {}).get("name")
             raise EmfBenchError(f"the checkpoint in {self.probe_dir} was trained with another "
-                                f"encoder or encoder settings ({name}); use --overwrite to "
-                                f"start a new probe there")
+                                f"encoder or encoder settings ({name}); {self.start_over}")
         old = TrainConfig.from_dict(state.get("train", {})).comparable()
         if old != self.config.comparable():
             changed = sorted(k for k in old if old[k] != self.config.comparable().get(k))
             raise EmfBenchError(f"the checkpoint in {self.probe_dir} has other training "
-                                f"settings ({', '.join(changed)}); use --overwrite to start over")
+                                f"settings ({', '.join(changed)}); {self.start_over}")
         if state.get("world") != self.world.config.to_dict():
             raise EmfBenchError(f"the checkpoint in {self.probe_dir} was trained on another "
-                                f"world; use --overwrite to start over")
+                                f"world; {self.start_over}")
 
     def progress(self, step: int, elapsed: float) -> float:
         used = step if self.budget_kind == "steps" else elapsed

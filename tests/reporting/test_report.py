@@ -91,6 +91,23 @@ def test_a_longer_budget_trains_further_and_replaces_the_evaluations(study_run, 
     assert len(list(run.glob("evals/*/*/steps-*/summary.json"))) == 3 * 2 * 2
 
 
+def test_a_probe_from_other_settings_stops_the_study_with_its_way_out(study_run, tmp_path):
+    from emf_bench.errors import EmfBenchError
+
+    run = tmp_path / "run"
+    shutil.copytree(study_run[0], run)
+    # a probe trained before --tangent existed (its checkpoint has no "tangent": "sample")
+    for state_file in run.glob("probes/class-label/meanflow/checkpoints/*/state.json"):
+        state = json.loads(state_file.read_text())
+        del state["train"]["tangent"]
+        state_file.write_text(json.dumps(state))
+    study = Study(TINY, run, study_run[1].world, device="cpu")
+    study.encoders = study_run[1].encoders
+    with pytest.raises(EmfBenchError, match=r"other training settings \(tangent\); run the "
+                       r"study in a new --run-dir"):
+        study.run()
+
+
 def test_partial_runs_and_user_text_are_safe(tmp_path, capsys):
     assert main(["world", "export", "--out", str(tmp_path / "x"), "--images-per-prompt",
                  "1"]) == 0
