@@ -80,6 +80,10 @@ class TrainConfig:
             raise EmfBenchError(f"condition dropout must be in [0, 1), got {self.cond_dropout}")
         self.meanflow_objective()
         TimeSchedule.named(self.schedule)
+        if self.jvp == "dual" and preset(self.size).arch != "unet":
+            raise EmfBenchError(f"--jvp dual needs hand-written tangent rules, which the "
+                                f"{self.size} preset's network has not (the U-Net presets "
+                                f"have); use --jvp auto or func")
 
     def meanflow_objective(self) -> Objective:
         return Objective("meanflow", self.jvp, self.adaptive_p, guidance=self.train_guidance,

@@ -50,6 +50,8 @@ def test_train_then_generate(capsys, tmp_path):
     (["train-probe", "--encoder", "class-label", "--budget", "soon"], "budget 'soon' does not"),
     (["train-probe", "--encoder", "class-label", "--size", "huge"], "unknown probe size preset"),
     (["train-probe", "--encoder", "class-label", "--objective", "fm"], "unknown objective"),
+    (["train-probe", "--encoder", "class-label", "--jvp", "dual", "--size", "cpu-dit"],
+     "--jvp dual needs hand-written tangent rules"),
     (["train-probe", "--encoder", "class-label", "--objective", "flow-matching",
       "--init-from", "x"], "needs --objective meanflow"),
     (["train-probe", "--encoder", "class-label", "--resume", "--overwrite"], "contradict"),
