@@ -95,18 +95,29 @@ def silu_tangent(dx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return dx * s * (1 + x * (1 - s))
 
 
+def _standardized_tangent(dx: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Tangent of x_hat = (x - mean) rstd over the last dimension:
+    rstd (dx - mean(dx) - x_hat mean(x_hat dx))."""
+    var, mean = torch.var_mean(x, dim=-1, correction=0, keepdim=True)
+    rstd = (var + eps).rsqrt()
+    x_hat = (x - mean) * rstd
+    return rstd * (dx - dx.mean(-1, keepdim=True) - x_hat * (x_hat * dx).mean(-1, keepdim=True))
+
+
 @_tangent
 def group_norm_tangent(dx: torch.Tensor, norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
-    """d(x_hat) = rstd (dx - mean(dx) - x_hat mean(x_hat dx)) per group, times the weight."""
+    """The standardisation's tangent per group, times the weight."""
     n, c = x.shape[:2]
-    xg = x.reshape(n, norm.num_groups, -1)
-    var, mean = torch.var_mean(xg, dim=-1, correction=0, keepdim=True)
-    rstd = (var + norm.eps).rsqrt()
-    x_hat = (xg - mean) * rstd
-    dg = dx.reshape(n, norm.num_groups, -1)
-    out = (rstd * (dg - dg.mean(-1, keepdim=True)
-                   - x_hat * (x_hat * dg).mean(-1, keepdim=True))).view_as(x)
+    out = _standardized_tangent(dx.reshape(n, norm.num_groups, -1),
+                                x.reshape(n, norm.num_groups, -1), norm.eps).view_as(x)
     return out * norm.weight.view((1, c) + (1,) * (x.dim() - 2)) if norm.affine else out
+
+
+@_tangent
+def layer_norm_tangent(dx: torch.Tensor, norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """The standardisation's tangent over the last dimension, times the weight if any."""
+    out = _standardized_tangent(dx, x, norm.eps)
+    return out if norm.weight is None else out * norm.weight
 
 
 def attention_dual(q, k, v, dq=None, dk=None, dv=None, mask=None):
@@ -160,6 +171,11 @@ class ProbeConfig:
     # its capacity on images instead of on reproducing the noise (as in JiT, "Back to Basics").
     prediction: str = "u"
     t_min: float = 0.05
+
+    @property
+    def has_tangent_rules(self) -> bool:
+        """Whether the network has hand-written tangent rules (`dual`): the U-Net has."""
+        return self.arch == "unet"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "unet_channels", tuple(self.unet_channels))
@@ -304,18 +320,10 @@ class CrossAttention(nn.Module):
         """Attention of x to the text keys (which have no tangent)."""
         b, n, w = x.shape
         h = self.heads
-        normed = self.norm(x)
-        q = self.q(normed).view(b, n, h, w // h).transpose(1, 2)
+        q = self.q(self.norm(x)).view(b, n, h, w // h).transpose(1, 2)
         k, v = self.kv(keys).view(b, keys.shape[1], 2, h, w // h).permute(2, 0, 3, 1, 4)
-        dq = None
-        if dx is not None:
-            with torch.no_grad():
-                # layer norm without affine: d(x_hat) = rstd (dx - mean(dx) - x_hat mean(x_hat dx))
-                var = x.var(-1, correction=0, keepdim=True)
-                rstd = (var + self.norm.eps).rsqrt()
-                d_normed = rstd * (dx - dx.mean(-1, keepdim=True)
-                                   - normed * (normed * dx).mean(-1, keepdim=True))
-            dq = linear_tangent(d_normed, self.q).view(b, n, h, w // h).transpose(1, 2)
+        dq = linear_tangent(layer_norm_tangent(dx, self.norm, x), self.q)
+        dq = None if dq is None else dq.view(b, n, h, w // h).transpose(1, 2)
         out, d_out = attention_dual(q, k, v, dq, None, None, mask)
         y = self.out(out.transpose(1, 2).reshape(b, n, w))
         if dx is None:
@@ -622,8 +630,7 @@ class AverageVelocity(nn.Module):
 
     @property
     def has_dual(self) -> bool:
-        """Whether the network has hand-written tangent rules (`dual`): the U-Net has."""
-        return isinstance(self.net, UNet)
+        return self.config.has_tangent_rules
 
     def forward(self, z, t, r, pooled, tokens=None, token_mask=None):
         z = z.contiguous()  # GroupNorm under forward AD fails on strided (e.g. NHWC) inputs

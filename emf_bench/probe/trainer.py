@@ -80,7 +80,7 @@ class TrainConfig:
             raise EmfBenchError(f"condition dropout must be in [0, 1), got {self.cond_dropout}")
         self.meanflow_objective()
         TimeSchedule.named(self.schedule)
-        if self.jvp == "dual" and preset(self.size).arch != "unet":
+        if self.jvp == "dual" and not preset(self.size).has_tangent_rules:
             raise EmfBenchError(f"--jvp dual needs hand-written tangent rules, which the "
                                 f"{self.size} preset's network has not (the U-Net presets "
                                 f"have); use --jvp auto or func")
