@@ -263,7 +263,9 @@ class ProbeTrainer:
                     f"--overwrite to start over")
         dataset = build_dataset(self.world, self.card, self.cache, c.train_size, c.seed,
                                 need_tokens=c.conditioning != "pooled", device=str(self.device))
-        self.probe_config = c.probe_config(dataset.conditions.pooled.shape[1])
+        # A resumed probe keeps the network it was built with, should the preset change since.
+        self.probe_config = c.probe_config(dataset.conditions.pooled.shape[1]) \
+            if checkpoint is None else ProbeConfig.from_dict(checkpoint.state["probe"])
         self.stats = dataset.stats
         torch.manual_seed(c.seed)
         model = build_model(self.probe_config).to(self.device)

@@ -113,6 +113,19 @@ def test_checkpoints_from_before_the_tangent_option_resume_as_sample_tangent():
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
 
 
+
+def test_a_resumed_probe_keeps_its_network_when_the_preset_changes(tmp_path, cache, monkeypatch):
+    from emf_bench.probe import model as model_module
+
+    trainer(tmp_path, cache, budget="4steps").train()
+    tiny = model_module.PROBE_PRESETS["tiny"]
+    monkeypatch.setitem(model_module.PROBE_PRESETS, "tiny",
+                        lambda **kw: tiny(unet_attention=True, **kw))
+    resumed = trainer(tmp_path, cache, budget="8steps").train(resume=True)
+    assert resumed["step"] == 8 and resumed["probe"]["unet_attention"] is False
+    fresh = trainer(tmp_path, cache, "fresh", budget="4steps").train()
+    assert fresh["probe"]["unet_attention"] is True
+
 def test_corrupt_or_missing_checkpoints_are_named(tmp_path, cache):
     trainer(tmp_path, cache, budget="4steps").train()
     folder = tmp_path / "probe/checkpoints/step-0000004"
