@@ -40,7 +40,7 @@ def curve(encoder: str, objective: str, budget: str, every: float, out: Path,
 
     def snapshot(step: int, seconds: float, ema: torch.nn.Module) -> None:
         generator = ProbeGenerator.from_model(ema, card, trainer.stats, objective, cache,
-                                              step=step)
+                                              step=step, train=trainer.config.to_dict())
         for guidance in guidances:
             for k, s in world_geneval(generator, world, (1, 2, 4), guidance=guidance).items():
                 rows.append({"encoder": encoder, "objective": objective, "step": step,

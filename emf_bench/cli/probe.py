@@ -63,6 +63,13 @@ def train_probe(
     warm_start: Annotated[float | None, typer.Option(
         "--warm-start", help="meanflow: budget share trained with flow matching first "
         "\\[default: 0.4].", show_default=False)] = None,
+    ema_decay: Annotated[float | None, typer.Option(
+        "--ema-decay", help="Decay of the EMA weights used for sampling \\[default: 0.99].",
+        show_default=False)] = None,
+    train_guidance: Annotated[float | None, typer.Option(
+        "--train-guidance", help="meanflow: guidance scale trained into the target (1: none; "
+        "sampling then takes one network evaluation per step) \\[default: 1.5].",
+        show_default=False)] = None,
     init_from: Annotated[Path | None, typer.Option(
         "--init-from", help="meanflow: start from this flow-matching probe (its time embedding "
         "initialises both of MeanFlow's), as EMF fine-tunes a pretrained flow model.",
@@ -99,7 +106,8 @@ def train_probe(
     if init_from is not None and objective != "meanflow":
         raise EmfBenchError("--init-from starts a meanflow probe from a flow-matching one; "
                             "it needs --objective meanflow")
-    extra = {} if warm_start is None else {"warm_start": warm_start}
+    extra = {k: v for k, v in (("warm_start", warm_start), ("ema_decay", ema_decay),
+                               ("train_guidance", train_guidance)) if v is not None}
     config = TrainConfig(objective=objective, size=size, budget=budget, batch_size=batch_size,
                          lr=lr, conditioning=conditioning, schedule=schedule, jvp=jvp,
                          tangent=tangent, train_size=train_size, seed=seed,

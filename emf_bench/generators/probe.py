@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from emf_bench.errors import EmfBenchError
-from emf_bench.probe.checkpoint import load_checkpoint
+from emf_bench.probe.checkpoint import load_checkpoint, trained_guidance
 from emf_bench.probe.data import FeatureStats, make_conditions
 from emf_bench.probe.model import ProbeConfig, build_model
 from emf_bench.probe.sampler import MeanFlowSampler, SamplingRecord
@@ -57,13 +57,14 @@ class ProbeGenerator:
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, card, stats: FeatureStats, objective: str,
-                   cache=None, step: int = 0, batch_size: int = 64) -> ProbeGenerator:
+                   cache=None, step: int = 0, batch_size: int = 64,
+                   train: dict[str, Any] | None = None) -> ProbeGenerator:
         """A generator over an in-memory probe (learning curves sample it during training)."""
         self = cls.__new__(cls)
         self.path, self.card, self.stats, self.objective = None, card, stats, objective
         self.model, self.config = model, model.config
         self.device = next(model.parameters()).device
-        self.state = {"step": step}
+        self.state = {"step": step, "train": train or {"objective": objective}}
         self.cache, self.batch_size = cache, batch_size
         self.name = f"probe:{card.name}/{objective}"
         self.last_record = None
@@ -73,7 +74,8 @@ class ProbeGenerator:
         return {"name": self.name, "kind": "probe", "official": False,
                 "path": None if self.path is None else str(self.path),
                 "step": self.state["step"], "encoder": self.card.name,
-                "objective": self.objective}
+                "objective": self.objective,
+                "trained_guidance": trained_guidance(self.state.get("train", {}))}
 
     def conditions(self, prompts: Sequence[str]):
         from emf_bench.text.cache import encode_texts
@@ -102,5 +104,8 @@ class ProbeGenerator:
                 None if cond["tokens"] is None else cond["tokens"].to(self.device),
                 None if cond["mask"] is None else cond["mask"].to(self.device),
                 steps=steps, guidance=guidance)
+            if (trained := trained_guidance(self.state.get("train", {}))) != 1.0:
+                self.last_record.guidance_mode = f"trained-in {trained:g}" + (
+                    "" if guidance == 1.0 else " + cfg-batched")
             images += list(to_uint8(x.cpu()))
         return images

@@ -30,6 +30,13 @@ CHECKPOINT_VERSION = 1
 LATEST = "latest.json"
 
 
+def trained_guidance(train: dict[str, Any]) -> float:
+    """The guidance scale a probe's training state says it learned into its velocity: the
+    MeanFlow objective's `train_guidance` (1.0, none, for flow matching and older probes)."""
+    return float(train.get("train_guidance", 1.0)) if train.get("objective") == "meanflow" \
+        else 1.0
+
+
 @dataclass
 class Checkpoint:
     path: Path

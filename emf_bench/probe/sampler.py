@@ -19,7 +19,8 @@ class SamplingRecord:
     network_evaluations: int = 0  # per image: 2 per step when guided
     forward_calls: int = 0  # batched calls of the network
     guidance: float = 1.0
-    guidance_mode: str = "none"  # "none" or "cfg-batched"
+    # "none" or "cfg-batched"; a probe trained with guidance prefixes "trained-in W"
+    guidance_mode: str = "none"
     timesteps: list[float] = field(default_factory=list)
 
 

@@ -85,18 +85,21 @@ def probes(run: Path) -> list[Probe]:
 
 
 def probe_table(items: list[Probe]) -> pd.DataFrame:
+    from emf_bench.probe.checkpoint import trained_guidance
+
     records = [{"encoder": p.encoder, "objective": p.objective, "steps": p.state.get("step"),
                 "minutes": round(p.state.get("seconds", 0) / 60, 2),
                 "images": p.state.get("images"), "budget": p.state["train"].get("budget"),
                 "size": p.state["train"].get("size"),
                 "batch": p.state["train"].get("batch_size"),
+                "trained_guidance": trained_guidance(p.state["train"]),
                 "final_loss": float(p.log["loss"].iloc[-1]) if len(p.log) else None,
                 "images_per_s": float(p.log["images_per_s"].tail(20).median())
                 if len(p.log) else None}
                for p in items]
     return pd.DataFrame.from_records(records, columns=[
         "encoder", "objective", "steps", "minutes", "images", "budget", "size", "batch",
-        "final_loss", "images_per_s"])
+        "trained_guidance", "final_loss", "images_per_s"])
 
 
 @dataclass

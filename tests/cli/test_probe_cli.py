@@ -18,7 +18,7 @@ def run(capsys, *args):
 
 def test_train_then_generate(capsys, tmp_path):
     code, out, err = run(capsys, "train-probe", "--encoder", "class-label", "--budget", "3steps",
-                         *TINY, "--run-dir", tmp_path / "run")
+                         *TINY, "--ema-decay", "0.9", "--run-dir", tmp_path / "run")
     assert code == 0, err
     folder = tmp_path / "run/probes/class-label/meanflow"
     assert "world-GenEval" in out and (folder / "quick_eval.json").exists()
@@ -29,6 +29,8 @@ def test_train_then_generate(capsys, tmp_path):
     entry = manifest["invocations"][-1]
     assert entry["command"] == "train-probe" and entry["status"] == "finished"
     assert entry["result"]["step"] == 3
+    assert json.loads((folder / "checkpoints/step-0000003/state.json").read_text()
+                      )["train"]["ema_decay"] == 0.9
 
     grid = tmp_path / "grid.png"
     code, out, err = run(capsys, "generate", "--probe", folder, "--prompt",
@@ -41,7 +43,8 @@ def test_train_then_generate(capsys, tmp_path):
 
     # Running the same command again reuses the finished probe.
     code, out, _ = run(capsys, "train-probe", "--encoder", "class-label", "--budget", "3steps",
-                       *TINY, "--run-dir", tmp_path / "run", "--no-quick-eval")
+                       *TINY, "--ema-decay", "0.9", "--run-dir", tmp_path / "run",
+                       "--no-quick-eval")
     assert code == 0 and "reused" in out
 
 
@@ -55,6 +58,9 @@ def test_train_then_generate(capsys, tmp_path):
     (["train-probe", "--encoder", "class-label", "--objective", "flow-matching",
       "--init-from", "x"], "needs --objective meanflow"),
     (["train-probe", "--encoder", "class-label", "--resume", "--overwrite"], "contradict"),
+    (["train-probe", "--encoder", "class-label", "--ema-decay", "1.5"], "EMA decay must be"),
+    (["train-probe", "--encoder", "class-label", "--train-guidance", "0.5"],
+     "trained-in guidance must be"),
     (["generate", "--probe", "nowhere", "--prompt", "a circle"], "neither a probe folder"),
     (["generate", "--probe", "p", "--prompt", "a", "--steps", "1,x"], "comma-separated"),
     (["generate", "--probe", "p", "--prompt", "a", "--steps", "0"], "from 1 to 1000"),
@@ -73,3 +79,17 @@ def test_text_outside_the_world_is_refused_by_a_class_label_probe(capsys, tmp_pa
                        "--prompt", "an astronaut riding a horse", "--out", tmp_path / "g.png")
     assert code == 2 and "class-label encodes only the world's catalogue" in err
     assert not (tmp_path / "g.png").exists()
+
+
+
+def test_the_help_states_the_training_defaults():
+    import typer
+
+    from emf_bench.cli.app import app
+    from emf_bench.probe.trainer import TrainConfig
+
+    command = typer.main.get_command(app).commands["train-probe"]
+    helps = {p.name: p.help.replace("\\", "") for p in command.params}
+    assert f"[default: {TrainConfig.warm_start}]" in helps["warm_start"]
+    assert f"[default: {TrainConfig.ema_decay}]" in helps["ema_decay"]
+    assert f"[default: {TrainConfig.train_guidance}]" in helps["train_guidance"]

@@ -170,3 +170,25 @@ def test_dimensions_that_never_varied_in_training_are_dropped():
     stats = FeatureStats.fit(train, None)
     out = make_conditions(torch.tensor([[2.0, 0.7, 5.0], [3.0, 0.0, 2.0]]), None, stats).pooled
     torch.testing.assert_close(out, torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
+
+
+def test_trained_in_guidance_is_named_wherever_the_probe_samples(tmp_path, cache):
+    from emf_bench.generators.probe import ProbeGenerator
+    from emf_bench.reporting.collect import probe_table, probes
+
+    run = tmp_path / "run"
+    ProbeTrainer(CARDS.card("class-label"), config(budget="4steps"), World(),
+                 run / "probes/class-label/meanflow", cache).train()
+    ProbeTrainer(CARDS.card("class-label"), config(budget="2steps", objective="flow-matching"),
+                 World(), run / "probes/class-label/flow-matching", cache).train()
+    for objective, trained, modes in (("meanflow", 1.5, ("trained-in 1.5",
+                                                          "trained-in 1.5 + cfg-batched")),
+                                      ("flow-matching", 1.0, ("none", "cfg-batched"))):
+        generator = ProbeGenerator(run / f"probes/class-label/{objective}", cache=cache)
+        assert generator.describe()["trained_guidance"] == trained
+        for guidance, mode in zip((1.0, 2.0), modes, strict=True):
+            generator.generate(["a red circle"], 1, [0], guidance)
+            assert generator.last_record.guidance_mode == mode
+    table = probe_table(probes(run)).set_index("objective")
+    assert table.loc["meanflow", "trained_guidance"] == 1.5
+    assert table.loc["flow-matching", "trained_guidance"] == 1.0
