@@ -32,8 +32,9 @@ def run_command(
         "--budget", help="Override the profile's training budget per probe (4m, 3000steps).",
         show_default=False)] = None,
     guidance: Annotated[float | None, typer.Option(
-        "--guidance", help="Override the profile's sampling guidance (1: none, one network "
-        "evaluation per step; EMF also reports guided sampling).", show_default=False)] = None,
+        "--guidance", help="Override the profile's sampling-time guidance (1: none, one network "
+        "evaluation per step; the MeanFlow probes carry the guidance trained into them either "
+        "way; EMF also reports guided sampling).", show_default=False)] = None,
     report: Annotated[bool, typer.Option("--report/--no-report",
                                          help="Write report.html at the end.")] = True,
     device: Device = "auto",
