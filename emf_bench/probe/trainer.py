@@ -40,6 +40,10 @@ from emf_bench.storage import atomic_write_json, atomic_write_text
 LOG_COLUMNS = ("step", "seconds", "phase", "lr", "loss", "mse", "images_per_s")
 
 
+# Settings a flow-matching probe never reads.
+MEANFLOW_ONLY = ("warm_start", "schedule", "train_guidance", "tangent")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     objective: str = "meanflow"
@@ -114,9 +118,12 @@ class TrainConfig:
 
     def comparable(self) -> dict[str, Any]:
         """Fields a resumed run must share with the checkpoint (budget, saving and the JVP's
-        computation, which gives the same du/dt every way, may differ)."""
-        return {k: v for k, v in self.to_dict().items()
-                if k not in ("budget", "checkpoint_every", "log_every", "jvp")}
+        computation, which gives the same du/dt every way, may differ; a flow-matching probe
+        ignores the MeanFlow-only settings)."""
+        free = {"budget", "checkpoint_every", "log_every", "jvp"}
+        if self.objective == "flow-matching":
+            free |= set(MEANFLOW_ONLY)
+        return {k: v for k, v in self.to_dict().items() if k not in free}
 
 
 _TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)\s*$")

@@ -192,3 +192,14 @@ def test_trained_in_guidance_is_named_wherever_the_probe_samples(tmp_path, cache
     table = probe_table(probes(run)).set_index("objective")
     assert table.loc["meanflow", "trained_guidance"] == 1.5
     assert table.loc["flow-matching", "trained_guidance"] == 1.0
+
+
+def test_a_flow_matching_probe_resumes_whatever_the_meanflow_only_settings(tmp_path, cache):
+    fm = dict(objective="flow-matching")
+    trainer(tmp_path, cache, "fm", budget="2steps", train_guidance=1.0, **fm).train()
+    resumed = trainer(tmp_path, cache, "fm", budget="4steps", train_guidance=2.0,
+                      warm_start=0.5, tangent="sample", **fm).train(resume=True)
+    assert resumed["step"] == 4
+    trainer(tmp_path, cache, "mf", budget="2steps", train_guidance=1.0).train()
+    with pytest.raises(EmfBenchError, match=r"other training settings \(train_guidance\)"):
+        trainer(tmp_path, cache, "mf", budget="4steps", train_guidance=2.0).train(resume=True)
