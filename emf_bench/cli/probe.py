@@ -167,8 +167,10 @@ def _print_summary(summary: dict, folder: Path, scores: dict | None) -> None:
                   f"{summary['images']} images, {summary['seconds'] / 60:.1f} min")
     if scores is None:
         return
+    trained = scores.get("generator", {}).get("trained_guidance", 1.0)
     table = Table(title="world-GenEval of the probe (world-exact detector, probe generator: "
-                  "not official GenEval)")
+                  "not official GenEval; no sampling-time guidance" + (
+                      f", guidance {trained:g} trained in)" if trained != 1.0 else ")"))
     steps = scores["steps"]
     tasks = list(next(iter(steps.values()))["tasks"])
     for column in ("steps", "overall", *tasks):

@@ -22,6 +22,7 @@ def test_train_then_generate(capsys, tmp_path):
     assert code == 0, err
     folder = tmp_path / "run/probes/class-label/meanflow"
     assert "world-GenEval" in out and (folder / "quick_eval.json").exists()
+    assert "guidance 1.5 trained in" in " ".join(out.split())
     quick = json.loads((folder / "quick_eval.json").read_text())
     assert quick["official"] is False and quick["detector"] == "world-exact"
     assert set(quick["steps"]) == {"1", "2", "4"}
