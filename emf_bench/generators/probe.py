@@ -41,6 +41,7 @@ class ProbeGenerator:
                                           source=f"checkpoint {checkpoint.path}")
         self.config = ProbeConfig.from_dict(self.state["probe"])
         self.objective = self.state["train"]["objective"]
+        self.trained_guidance = trained_guidance(self.state["train"])
         self.device = resolve_device(device)
         self.model = build_model(self.config)
         try:
@@ -64,7 +65,8 @@ class ProbeGenerator:
         self.path, self.card, self.stats, self.objective = None, card, stats, objective
         self.model, self.config = model, model.config
         self.device = next(model.parameters()).device
-        self.state = {"step": step, "train": train or {"objective": objective}}
+        self.state = {"step": step}
+        self.trained_guidance = trained_guidance(train or {"objective": objective})
         self.cache, self.batch_size = cache, batch_size
         self.name = f"probe:{card.name}/{objective}"
         self.last_record = None
@@ -75,7 +77,7 @@ class ProbeGenerator:
                 "path": None if self.path is None else str(self.path),
                 "step": self.state["step"], "encoder": self.card.name,
                 "objective": self.objective,
-                "trained_guidance": trained_guidance(self.state.get("train", {}))}
+                "trained_guidance": self.trained_guidance}
 
     def conditions(self, prompts: Sequence[str]):
         from emf_bench.text.cache import encode_texts
@@ -103,9 +105,6 @@ class ProbeGenerator:
                 self.model, noise.to(self.device), cond["pooled"].to(self.device),
                 None if cond["tokens"] is None else cond["tokens"].to(self.device),
                 None if cond["mask"] is None else cond["mask"].to(self.device),
-                steps=steps, guidance=guidance)
-            if (trained := trained_guidance(self.state.get("train", {}))) != 1.0:
-                self.last_record.guidance_mode = f"trained-in {trained:g}" + (
-                    "" if guidance == 1.0 else " + cfg-batched")
+                steps=steps, guidance=guidance, trained_guidance=self.trained_guidance)
             images += list(to_uint8(x.cpu()))
         return images

@@ -19,15 +19,16 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from emf_bench.errors import EmfBenchError
 from emf_bench.storage import atomic_directory, atomic_write_json
 
 CHECKPOINT_VERSION = 1
 LATEST = "latest.json"
+
+if TYPE_CHECKING:  # torch is imported where weights are saved or loaded: the report reads
+    import torch  # probe states without it
 
 
 def trained_guidance(train: dict[str, Any]) -> float:
@@ -50,6 +51,7 @@ class Checkpoint:
 def save_checkpoint(probe_dir: Path, model: torch.nn.Module, ema: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor],
                     stats: dict[str, torch.Tensor], state: dict[str, Any], keep: int = 2) -> Path:
+    import torch
     from safetensors.torch import save_file
 
     name = f"step-{state['step']:07d}"
@@ -94,6 +96,7 @@ def has_checkpoint(probe_dir: Path) -> bool:
 
 def load_checkpoint(path: Path, training: bool = False) -> Checkpoint:
     """Read and check a checkpoint (one clear line for anything missing or corrupt)."""
+    import torch
     from safetensors.torch import load_file
 
     folder = checkpoint_dir(path)

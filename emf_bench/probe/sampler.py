@@ -42,11 +42,15 @@ class MeanFlowSampler:
     @torch.no_grad()
     def sample(self, model: torch.nn.Module, noise: torch.Tensor, pooled: torch.Tensor,
                tokens: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-               steps: int = 1, guidance: float = 1.0) -> tuple[torch.Tensor, SamplingRecord]:
-        """Images (B, C, H, W) from noise, and what it took."""
+               steps: int = 1, guidance: float = 1.0, trained_guidance: float = 1.0
+               ) -> tuple[torch.Tensor, SamplingRecord]:
+        """Images (B, C, H, W) from noise, and what it took. `trained_guidance`: the scale the
+        model learned into its velocity (recorded only; it costs nothing here)."""
         self.set_timesteps(steps)
+        modes = ([f"trained-in {trained_guidance:g}"] if trained_guidance != 1.0 else []) + (
+            ["cfg-batched"] if guidance != 1.0 else [])
         record = SamplingRecord(steps=steps, guidance=guidance,
-                                guidance_mode="none" if guidance == 1.0 else "cfg-batched",
+                                guidance_mode=" + ".join(modes) or "none",
                                 timesteps=self.timesteps.tolist())
         guided = guidance != 1.0
         cond = model.cond if hasattr(model, "cond") else None
