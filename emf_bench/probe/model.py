@@ -162,6 +162,11 @@ class ProbeConfig:
     # Self-attention at the U-Net's lowest resolution: global communication, which a one-step
     # sampler needs to settle where the objects go (16 tokens at 32x32 with patch 2: cheap).
     unet_attention: bool = False
+    # Layout maps: the condition (with time) through a linear layer to this many maps at the
+    # lowest resolution, mixed into its channels by a 1x1 convolution (zero-initialised). FiLM
+    # modulates every position alike and convolutions see no absolute position, so without
+    # them where objects go follows the noise, not the prompt. 0: none.
+    unet_layout: int = 0
     # t is multiplied by this before the sinusoids. DiT uses 1000; du/dt inherits the factor,
     # and MeanFlow's target v - (t - r) du/dt then runs away: in a sweep (class-label, 1,000
     # steps) the 1-step world score of single objects rose from 0.17 at 1000 to 0.50 at 20.
@@ -196,6 +201,9 @@ class ProbeConfig:
                 len(self.unet_channels) - 1):
             raise EmfBenchError(f"image size {self.image_size} cannot be halved "
                                 f"{len(self.unet_channels) - 1} times")
+        if self.unet_layout < 0:
+            raise EmfBenchError(f"unet_layout is a number of layout maps (0: none), got "
+                                f"{self.unet_layout}")
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -509,6 +517,12 @@ class UNet(nn.Module):
         self.mid = ResBlock(c_prev, c_prev, width)
         self.mid_attention = SelfAttention(c_prev, max(1, c_prev // 32)) \
             if config.unet_attention else None
+        self.layout_grid = config.image_size // config.unet_patch // 2 ** (len(chans) - 1)
+        if config.unet_layout:
+            self.layout = nn.Linear(width, config.unet_layout * self.layout_grid ** 2)
+            self.layout_mix = nn.Conv2d(config.unet_layout, c_prev, 1)
+            nn.init.zeros_(self.layout_mix.weight)
+            nn.init.zeros_(self.layout_mix.bias)
         self.cross = CrossAttention(c_prev, max(1, c_prev // 32)) if config.conditioning in (
             "tokens", "both") else None
         self.key_proj = nn.Linear(width, c_prev) if self.cross is not None else None
@@ -551,6 +565,13 @@ class UNet(nn.Module):
             if i < len(self.downsample):
                 x, dx = self.downsample[i](x), linear_tangent(dx, self.downsample[i])
         x, dx = self.mid.dual(x, c, dx, dc)
+        if self.config.unet_layout:
+            g, k = self.layout_grid, self.config.unet_layout
+            maps = self.layout_mix(self.layout(c).view(-1, k, g, g))
+            x = x + maps
+            if dx is not None and dc is not None:
+                dx = dx + linear_tangent(linear_tangent(dc, self.layout).view(-1, k, g, g),
+                                         self.layout_mix)
         if self.mid_attention is not None:
             x, dx = self.mid_attention.dual(x, dx)
         if self.cross is not None and keys is not None:
@@ -578,10 +599,13 @@ class UNet(nn.Module):
 
 def cpu_unet(**kw) -> ProbeConfig:
     """Trains in minutes on 2 CPU cores at 32x32 (the default): 2x2 space-to-depth, two
-    levels (16x16, 8x8) and self-attention at the lowest one (1.1M parameters). Measured
-    against (64, 128) channels: 1.4x the images/s and no worse per minute of training."""
+    levels (16x16, 8x8), self-attention and 8 layout maps at the lowest one (1.1M parameters).
+    Measured against (64, 128) channels: 1.4x the images/s and no worse per minute of training.
+    Layout maps: trained on position prompts alone for 1450 steps, class-label's 1-step position
+    score rose from 0.14 to 0.32 (bag-of-words, which cannot tell "a left of b" from "b left of
+    a", stayed at 0.09)."""
     return ProbeConfig(arch="unet", width=128, unet_channels=(48, 96), unet_patch=2,
-                       unet_attention=True, **kw)
+                       unet_attention=True, unet_layout=8, **kw)
 
 
 def cpu_dit(**kw) -> ProbeConfig:
@@ -598,7 +622,7 @@ def gpu_dit_b(**kw) -> ProbeConfig:
 
 def gpu_unet(**kw) -> ProbeConfig:
     return ProbeConfig(arch="unet", width=256, unet_channels=(64, 128, 256), blocks_per_level=2,
-                       **kw)
+                       unet_layout=8, **kw)
 
 
 def tiny_unet(**kw) -> ProbeConfig:

@@ -116,6 +116,7 @@ def test_flow_matching_weights_initialise_both_time_embeddings():
     ({"arch": "vit"}, "unknown probe architecture 'vit'"),
     ({"conditioning": "pooling"}, "did you mean 'pooled'"),
     ({"arch": "dit", "image_size": 30, "patch": 4}, "not a multiple of patch"),
+    ({"arch": "unet", "unet_layout": -1}, "number of layout maps"),
 ])
 def test_bad_configs_are_named(bad, message):
     with pytest.raises(EmfBenchError, match=message):

@@ -53,11 +53,13 @@ def test_jvp_strategies_agree_in_float64(arch, conditioning):
     assert rel(d_fd, d_func) < 1e-4  # central differences: O(h^2) error
 
 
-@pytest.mark.parametrize("conditioning, prediction, time", [
-    ("pooled", "x", "interval"), ("tokens", "u", "interval"), ("both", "x", "single")])
-def test_the_unets_hand_written_jvp_matches_torch_func_in_float64(conditioning, prediction, time):
+@pytest.mark.parametrize("conditioning, prediction, time, layout", [
+    ("pooled", "x", "interval", 3), ("tokens", "u", "interval", 0), ("both", "x", "single", 2)])
+def test_the_unets_hand_written_jvp_matches_torch_func_in_float64(conditioning, prediction, time,
+                                                                  layout):
     model = tiny("unet", conditioning=conditioning, prediction=prediction, time=time,
-                 unet_attention=True, unet_patch=2 if conditioning == "pooled" else 1).double()
+                 unet_attention=True, unet_patch=2 if conditioning == "pooled" else 1,
+                 unet_layout=layout).double()
     z, v, t, r, pooled = inputs(dtype=torch.float64)
     t[0] = 0.01  # below t_min: the x-prediction's clamp has no slope there
     tokens = torch.randn(4, 5, 6, dtype=torch.float64)
