@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from emf_bench.errors import EmfBenchError
+from emf_bench.errors import EmfBenchError, unknown_name
 from emf_bench.spatial import INVERSE_RELATION, RELATIONS
 from emf_bench.world.config import WorldConfig
 from emf_bench.world.detector import ExactDetector
@@ -240,24 +240,30 @@ class World:
 
     # --- training data ---------------------------------------------------------------------
 
-    def training_set(self, size: int, seed: int = 0) -> TrainingSet:
-        return TrainingSet(self, size, seed)
+    def training_set(self, size: int, seed: int = 0,
+                     tasks: Sequence[str] | None = None) -> TrainingSet:
+        return TrainingSet(self, size, seed, tasks)
 
 
 class TrainingSet:
     """`size` training examples, each fixed by (seed, index): random access, reproducible.
 
-    Tasks are drawn uniformly (GenEval's six and dense), then a training meaning of the task,
-    a training phrasing and a random scene.
+    Tasks are drawn uniformly (GenEval's six and dense, or only `tasks`), then a training
+    meaning of the task, a training phrasing and a random scene.
     """
 
-    def __init__(self, world: World, size: int, seed: int = 0):
+    def __init__(self, world: World, size: int, seed: int = 0,
+                 tasks: Sequence[str] | None = None):
         if size < 1:
             raise EmfBenchError(f"a training set needs at least one example, got {size}")
         self.world, self.size, self.seed = world, size, seed
         by_task: dict[str, list[CatalogueEntry]] = {}
         for entry in world.entries(training=True):
-            by_task.setdefault(entry.task, []).append(entry)
+            if tasks is None or entry.task in tasks:
+                by_task.setdefault(entry.task, []).append(entry)
+        for task in tasks or ():
+            if task not in by_task:
+                raise unknown_name("training task", task, (*GENEVAL_TASKS, DENSE_TASK))
         self._tasks = sorted(by_task, key=lambda t: (*GENEVAL_TASKS, DENSE_TASK).index(t))
         self._by_task = by_task
 

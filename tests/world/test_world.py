@@ -102,6 +102,13 @@ def test_training_set_covers_every_meaning_and_task_with_training_phrasings(worl
         assert world.catalogue[e.meaning_id].meaning == meaning
 
 
+def test_a_training_set_can_hold_only_some_tasks(world):
+    examples = list(world.training_set(200, seed=1, tasks=("position", "color_attr")))
+    assert {e.task for e in examples} == {"position", "color_attr"}
+    with pytest.raises(EmfBenchError, match="unknown training task 'positions'"):
+        world.training_set(10, tasks=("positions",))
+
+
 def test_training_set_is_reproducible_and_seeded(world):
     a, b = world.training_set(50, seed=3), world.training_set(50, seed=3)
     c = world.training_set(50, seed=4)
