@@ -58,7 +58,7 @@ PROFILES = {
 PROFILES["long"] = replace(
     PROFILES["quick"], name="long", budget="4000steps", images_per_prompt=16,
     description="the quick study with every probe trained for 4000 steps (a MeanFlow probe "
-    "about 11 minutes, the flow-matching one about 8, on a 2-core CPU: under an hour in all) "
+    "about 14 minutes, the flow-matching one about 8, on a 2-core CPU: under an hour in all) "
     "and 16 images per prompt (narrower intervals): the quick budget is too short for the "
     "binding tasks")
 
