@@ -517,8 +517,8 @@ class UNet(nn.Module):
         self.mid = ResBlock(c_prev, c_prev, width)
         self.mid_attention = SelfAttention(c_prev, max(1, c_prev // 32)) \
             if config.unet_attention else None
-        self.layout_grid = config.image_size // config.unet_patch // 2 ** (len(chans) - 1)
         if config.unet_layout:
+            self.layout_grid = config.image_size // config.unet_patch // 2 ** (len(chans) - 1)
             self.layout = nn.Linear(width, config.unet_layout * self.layout_grid ** 2)
             self.layout_mix = nn.Conv2d(config.unet_layout, c_prev, 1)
             nn.init.zeros_(self.layout_mix.weight)

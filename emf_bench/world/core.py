@@ -30,6 +30,7 @@ from emf_bench.world.scene import Scene, render, sample_scene
 
 GENEVAL_TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 DENSE_TASK = "dense"
+TASKS = (*GENEVAL_TASKS, DENSE_TASK)  # what a training example is drawn from
 # Tasks whose meanings are combinations, held out in part by the compositional split.
 COMPOSITIONAL_TASKS = ("colors", "position", "color_attr", DENSE_TASK)
 
@@ -263,8 +264,8 @@ class TrainingSet:
                 by_task.setdefault(entry.task, []).append(entry)
         for task in tasks or ():
             if task not in by_task:
-                raise unknown_name("training task", task, (*GENEVAL_TASKS, DENSE_TASK))
-        self._tasks = sorted(by_task, key=lambda t: (*GENEVAL_TASKS, DENSE_TASK).index(t))
+                raise unknown_name("training task", task, TASKS)
+        self._tasks = sorted(by_task, key=TASKS.index)
         self._by_task = by_task
 
     def __len__(self) -> int:
