@@ -16,6 +16,13 @@ def progress_enabled() -> bool:
             and os.environ.get("RANK", "0") == "0")
 
 
+def _description_column():
+    """Bold, and printed as it is: descriptions hold encoder and model names, not markup."""
+    from rich.progress import TextColumn
+
+    return TextColumn("{task.description}", style="bold", markup=False)
+
+
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate `items` with a progress bar (elapsed, rate and remaining time)."""
     if not progress_enabled():
@@ -31,7 +38,7 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         TimeRemainingColumn,
     )
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    columns = (_description_column(), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
@@ -60,9 +67,10 @@ class StepProgress:
                 TimeRemainingColumn,
             )
 
-            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+            self._bar = Progress(_description_column(), BarColumn(),
                                  TextColumn("{task.percentage:>3.0f}%"),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[info]}", markup=False),
+                                 TimeElapsedColumn(),
                                  TextColumn("eta"), TimeRemainingColumn(),
                                  console=Console(stderr=True))
             self._bar.__enter__()

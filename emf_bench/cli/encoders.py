@@ -242,5 +242,5 @@ def _print_table(results: list[dict], failures: list[tuple[str, str]], run_path:
     for label in sorted({label for r in results for label in r.get("labels", [])}):
         console.print(f"note: {label}")
     for name, error in failures:
-        console.print(f"[red]failed[/red] {name}: {error}")
+        console.print(f"failed {name}: {error}", style="red")
     console.print(f"results: {run_path}/encoders/<name>/scores.json and per-item .parquet")

@@ -41,14 +41,14 @@ def resolve_probe(spec: str, run_path: Path) -> Path:
 
 def eval_command(
     model: Annotated[list[str] | None, typer.Option(
-        "--model", "-m", help="A probe: probe:ENCODER[/OBJECTIVE] (in --run-dir) or a probe "
+        "--model", "-m", help="A probe: probe:ENCODER\\[/OBJECTIVE] (in --run-dir) or a probe "
         "folder. Repeatable.", show_default=False)] = None,
     images: Annotated[list[str] | None, typer.Option(
         "--images", help="A folder of pre-generated images in the official layout (GenEval "
         "folders or DPG-Bench grids); {steps} in the path picks one folder per step count. "
         "Repeatable.", show_default=False)] = None,
     pipeline: Annotated[list[str] | None, typer.Option(
-        "--pipeline", help="A diffusers pipeline (Hub id or folder; [diffusers] extra). "
+        "--pipeline", help="A diffusers pipeline (Hub id or folder; \\[diffusers] extra). "
         "Repeatable.", show_default=False)] = None,
     name: Annotated[str | None, typer.Option(
         "--name", help="Name for a single --images or --pipeline model in results.",
@@ -297,8 +297,8 @@ def print_results(results: list[dict], run_path: Path) -> None:
         console.print(table)
         for k, s in by_steps.items():
             if s.get("errors"):
-                console.print(f"[red]note:[/red] {s['errors']} image(s) failed to load at "
-                              f"steps {k}; they count as failures (see results.jsonl)")
+                console.print(f"note: {s['errors']} image(s) failed to load at steps {k}; "
+                              f"they count as failures (see results.jsonl)", style="red")
             if s.get("skipped"):
                 console.print(f"note: {len(s['skipped'])} prompt(s) not scored at steps {k} "
                               f"(official-compat: dangling dependency)")

@@ -30,11 +30,13 @@ Offline = Annotated[bool, typer.Option(
 
 
 def results_console():
-    """A rich console for results: logs and pipes get 140 columns, not a pretend 80."""
+    """A rich console for results: logs and pipes get 140 columns, not a pretend 80. Markup is
+    off: encoder names, prompts, paths and notes ("the [minilm] extra") print as they are;
+    colour goes through `style=`."""
     from rich.console import Console
 
-    out = Console()
-    return out if out.is_terminal else Console(width=140)
+    out = Console(markup=False)
+    return out if out.is_terminal else Console(width=140, markup=False)
 
 
 def parse_steps(value: str) -> tuple[int, ...]:

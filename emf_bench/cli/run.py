@@ -112,7 +112,7 @@ def print_study(run_path: Path, notes: list[str], html: Path | None, seconds: fl
             console.print(f"rank correlation of {x}: {c['note']}")
     for c in checks(study):
         style = "green" if c["verdict"] == "shown" else "yellow"
-        console.print(f"[{style}]{c['verdict']}[/{style}]: {c['claim']} ({c['evidence']})")
+        console.print(f"{c['verdict']}: {c['claim']} ({c['evidence']})", style=style)
     for note in notes:
         console.print(f"note: {note}")
     console.print(f"study finished in {seconds / 60:.1f} min; results in {run_path}"

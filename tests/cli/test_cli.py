@@ -28,6 +28,37 @@ def test_help_imports_no_heavy_library():
     assert result.stdout.strip().splitlines()[-1] == "[0, 0, 0, 0] []"
 
 
+def _command_paths(command, path=()):
+    yield path
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _command_paths(sub, (*path, name))
+
+
+def test_every_help_renders_with_its_brackets(capsys, monkeypatch):
+    """Rich reads "[...]" in help text as markup: an unescaped "[/OBJECTIVE]" crashed
+    `eval --help`, and "[diffusers]" vanished from it."""
+    import typer
+
+    from emf_bench.cli.app import app
+
+    monkeypatch.setenv("COLUMNS", "200")  # no "probe:ENCODER[/OBJ…" cut at 80 columns
+    paths = list(_command_paths(typer.main.get_command(app)))
+    assert ("eval",) in paths and ("encoders", "score") in paths
+    for path in paths:
+        code, out, err = run(capsys, *path, "--help")
+        assert code == 0 and "Traceback" not in err, (path, err)
+        if path == ("eval",):
+            flat = " ".join(out.replace("│", " ").split())
+            assert "probe:ENCODER[/OBJECTIVE]" in flat and "[diffusers] extra" in flat
+
+
+def test_results_console_prints_brackets_as_text(capsys):
+    from emf_bench.cli.options import results_console
+
+    results_console().print("note: install the [minilm] extra; model probe:a[/b]")
+    assert "install the [minilm] extra; model probe:a[/b]" in capsys.readouterr().out
+
+
 def test_module_entry_point_and_version():
     result = subprocess.run([sys.executable, "-m", "emf_bench", "--version"],
                             capture_output=True, text=True)
