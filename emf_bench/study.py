@@ -51,7 +51,9 @@ PROFILES = {
     "full": Profile(
         "full", "every built-in encoder scored and probed with MeanFlow for 30 minutes, "
         "flow-matching baselines for class-label and minilm, the GPU U-Net preset, 1, 2, 4 "
-        "and 16 steps. Sized for a GPU (hours on a CPU)",
+        "and 16 steps: 7 probes, about 3.5 hours of training by the time budgets. Sized for a "
+        "GPU (an H200 trains a gpu-unet MeanFlow probe at about 14 steps/s; a CPU would give "
+        "each probe a small fraction of that)",
         probe_encoders=BUILTIN_ENCODERS, baselines=("class-label", "minilm"), budget="30m",
         size="gpu-unet", batch_size=64, steps=(1, 2, 4, 16)),
 }

@@ -23,8 +23,8 @@ from emf_bench.cli.options import (
 def run_command(
     profile: Annotated[str, typer.Option(
         "--profile", help="quick: a 2-core laptop CPU in at most 20 minutes; long: the same "
-        "probes trained 4000 steps (about 54 minutes on that CPU); full: longer probes for "
-        "every encoder, sized for a GPU.")] = "quick",
+        "probes trained 4000 steps (about 54 minutes on that CPU); full: 30-minute probes "
+        "for every encoder (about 3.5 hours), sized for a GPU.")] = "quick",
     encoder: Annotated[list[str] | None, typer.Option(
         "--encoder", "-e", help="Also score and probe this encoder (repeatable).",
         show_default=False)] = None,
