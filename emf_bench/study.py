@@ -51,9 +51,9 @@ PROFILES = {
     "full": Profile(
         "full", "every built-in encoder scored and probed with MeanFlow for 30 minutes, "
         "flow-matching baselines for class-label and minilm, the GPU U-Net preset, 1, 2, 4 "
-        "and 16 steps: 7 probes, about 3.5 hours of training by the time budgets. Sized for a "
-        "GPU (an H200 trains a gpu-unet MeanFlow probe at about 14 steps/s; a CPU would give "
-        "each probe a small fraction of that)",
+        "and 16 steps: 7 probes, 3.5 hours of training by the time budgets (1.5 with --jobs "
+        "3). Sized for a GPU (an H200 trains a gpu-unet MeanFlow probe at about 14 steps/s; a "
+        "CPU would give each probe a small fraction of that)",
         probe_encoders=BUILTIN_ENCODERS, baselines=("class-label", "minilm"), budget="30m",
         size="gpu-unet", batch_size=64, steps=(1, 2, 4, 16)),
 }
@@ -79,6 +79,7 @@ class Study:
     device: str = "auto"
     cache_dir: Path | None = None
     seed: int = 0
+    jobs: int = 1  # probes trained at once, each in its own process (a GPU's idle share)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -118,11 +119,16 @@ class Study:
         total = 1 + 2 * len(probes)
         stage(f"1/{total} scoring {len(scored)} encoders: {', '.join(scored)}")
         self._timed("encoder scores", self.score, scored, cache)
-        folders = []
-        for i, (encoder, objective) in enumerate(probes, start=2):
-            stage(f"{i}/{total} training the {objective} probe of {encoder} "
-                  f"({self.profile.budget})")
-            folders.append(self._timed("probes", self.train, encoder, objective, cache))
+        if self.jobs > 1 and len(probes) > 1:
+            stage(f"2-{1 + len(probes)}/{total} training {len(probes)} probes, "
+                  f"{min(self.jobs, len(probes))} at a time ({self.profile.budget} each)")
+            folders = self._timed("probes", self.train_side_by_side, probes)
+        else:
+            folders = []
+            for i, (encoder, objective) in enumerate(probes, start=2):
+                stage(f"{i}/{total} training the {objective} probe of {encoder} "
+                      f"({self.profile.budget})")
+                folders.append(self._timed("probes", self.train, encoder, objective, cache))
         for i, folder in enumerate(folders, start=2 + len(probes)):
             stage(f"{i}/{total} evaluating {folder.parent.name}/{folder.name} at steps "
                   f"{', '.join(map(str, self.profile.steps))}")
@@ -153,6 +159,51 @@ class Study:
         trainer.train(resume=True)
         return folder
 
+    def train_side_by_side(self, probes: list[tuple[str, str]]) -> list[Path]:
+        """Train the probes `jobs` at a time in spawned processes (CUDA needs spawn), each
+        with its share of the CPU threads, and return their folders in `probes` order. A
+        worker's error stops the study with that error; so do an interrupt and a killed worker,
+        and the other workers are ended (their last checkpoints stay; a re-run resumes)."""
+        import multiprocessing
+        import os
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        from emf_bench.progress import stage
+
+        jobs = min(self.jobs, len(probes))
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        fields = {"profile": self.profile, "run_path": self.run_path, "world": self.world,
+                  "encoders_dirs": self.encoders_dirs, "device": self.device,
+                  "cache_dir": self.cache_dir, "seed": self.seed}
+        pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _worker_setup,
+                                   (threads,))
+        finished = False
+        try:
+            futures = {pool.submit(_train_in_worker, fields, *probe): probe for probe in probes}
+            folders, pending = {}, set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    encoder, objective = probe = futures[future]
+                    try:
+                        folders[probe] = future.result()  # a worker's error is raised here
+                    except BrokenProcessPool:
+                        raise EmfBenchError(
+                            f"a probe process died while training the {objective} probe of "
+                            f"{encoder} (killed, or out of memory?); finished probes are kept "
+                            f"and a re-run resumes the rest") from None
+                    stage(f"   {encoder} {objective} probe trained "
+                          f"({len(folders)} of {len(probes)})")
+            finished = True
+        finally:
+            if not finished:  # an error or an interrupt: end the probes still training
+                processes = getattr(pool, "_processes", None) or {}
+                for process in list(processes.values()):
+                    process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+        return [folders[probe] for probe in probes]
+
     def evaluate(self, folder: Path, cache) -> None:
         from emf_bench.evaluation.detectors import load_detector
         from emf_bench.evaluation.runner import EvalSettings, Scorer, StepSweep
@@ -170,6 +221,26 @@ class Study:
         for suite, scorer in scorers.items():  # a probe trained further replaces its results
             StepSweep(generator, load_suite(suite, sources), scorer, self.run_path,
                       settings).run(self.profile.steps, replace_stale=True)
+
+
+def _worker_setup(threads: int) -> None:
+    """A side-by-side probe worker: quiet (the parent reports), its share of the threads,
+    and Ctrl-C left to the parent, which ends the workers."""
+    import os
+    import signal
+
+    import torch
+
+    os.environ["EMF_BENCH_QUIET"] = "1"
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _train_in_worker(fields: dict[str, Any], encoder: str, objective: str) -> Path:
+    from emf_bench.text.cache import FeatureCache
+
+    study = Study(**fields)
+    return study.train(encoder, objective, FeatureCache(study.cache_dir))
 
 
 def profile(name: str, budget: str | None = None, guidance: float | None = None) -> Profile:

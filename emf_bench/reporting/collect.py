@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,9 @@ def rank_correlation(study: pd.DataFrame, x: str, steps: int = 1,
     if len(part) < 3:
         return {"rho": None, "p": None, "n": len(part),
                 "note": "fewer than 3 probed encoders: no rank correlation"}
-    rho, p = spearmanr(part[x], part["score"])
+    with warnings.catch_warnings():  # a constant column: answered below, not warned about
+        warnings.simplefilter("ignore")
+        rho, p = spearmanr(part[x], part["score"])
     if np.isnan(rho):
         return {"rho": None, "p": None, "n": len(part), "note": "a constant column: no rank "
                 "correlation"}

@@ -3,6 +3,7 @@ study's numbers, resumption, bad run directories, and a real headless browser.""
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,29 @@ def test_bootstrap_intervals_cover_the_score_and_shrink_with_more_prompts():
     assert collect.bootstrap_geneval(rows) == collect.bootstrap_geneval(rows)  # seeded
 
 
+@pytest.mark.parametrize("scores, verdict", [
+    ({"class-label": (0.43, 0.40, 0.45), "minilm": (0.39, 0.36, 0.42),
+      "bag-of-words": (0.37, 0.34, 0.39)}, "shown"),
+    ({"class-label": (0.0, 0.0, 0.0), "minilm": (0.0, 0.0, 0.0),  # all tied: nothing to show
+      "bag-of-words": (0.0, 0.0, 0.0)}, "not shown within the 95% intervals at this budget"),
+    ({"class-label": (0.33, 0.25, 0.41), "minilm": (0.28, 0.22, 0.35),  # first, overlapping
+      "bag-of-words": (0.28, 0.21, 0.34)}, "not shown within the 95% intervals at this budget"),
+    ({"class-label": (0.30, 0.28, 0.32), "minilm": (0.20, 0.18, 0.22),  # second, but beaten
+      "bag-of-words": (0.40, 0.37, 0.43)}, "not shown"),
+    ({"class-label": (0.26, 0.18, 0.35), "minilm": (0.32, 0.26, 0.38),  # last
+      "bag-of-words": (0.36, 0.31, 0.41)}, "not shown"),
+])
+def test_near_the_top_is_judged_on_the_intervals(scores, verdict):
+    import pandas as pd
+
+    from emf_bench.reporting.report import checks
+
+    study = pd.DataFrame([{"encoder": e, "objective": "meanflow", "steps": 1, "score": s,
+                           "low": lo, "high": hi} for e, (s, lo, hi) in scores.items()])
+    (near_top,) = [c for c in checks(study) if c["claim"].startswith("class-label at or near")]
+    assert near_top["verdict"] == verdict
+
+
 def test_report_has_every_section_and_a_second_study_run_does_no_new_work(study_run, capsys):
     run, study = study_run
     chunks = sorted(run.glob("evals/*/*/steps-*/chunks/*.jsonl"))
@@ -91,21 +115,84 @@ def test_a_longer_budget_trains_further_and_replaces_the_evaluations(study_run, 
     assert len(list(run.glob("evals/*/*/steps-*/summary.json"))) == 3 * 2 * 2
 
 
+def copy_with_train_settings(study_run, run: Path, probe: str, edit) -> None:
+    """A copy of the study run whose `probe` was trained with other settings (edit(train))."""
+    shutil.copytree(study_run[0], run)
+    for state_file in run.glob(f"probes/{probe}/checkpoints/*/state.json"):
+        state = json.loads(state_file.read_text())
+        edit(state["train"])
+        state_file.write_text(json.dumps(state))
+
+
 def test_a_probe_from_other_settings_stops_the_study_with_its_way_out(study_run, tmp_path):
     from emf_bench.errors import EmfBenchError
 
     run = tmp_path / "run"
-    shutil.copytree(study_run[0], run)
     # a probe trained before --tangent existed (its checkpoint has no "tangent": "sample")
-    for state_file in run.glob("probes/class-label/meanflow/checkpoints/*/state.json"):
-        state = json.loads(state_file.read_text())
-        del state["train"]["tangent"]
-        state_file.write_text(json.dumps(state))
+    copy_with_train_settings(study_run, run, "class-label/meanflow",
+                             lambda train: train.pop("tangent"))
     study = Study(TINY, run, study_run[1].world, device="cpu")
     study.encoders = study_run[1].encoders
     with pytest.raises(EmfBenchError, match=r"other training settings \(tangent\); run the "
                        r"study in a new --run-dir"):
         study.run()
+
+
+def test_probes_trained_side_by_side_are_the_probes_trained_one_after_another(study_run,
+                                                                               tmp_path):
+    import torch
+
+    from emf_bench.probe.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    study = Study(TINY, run, study_run[1].world, device="cpu", jobs=2)
+    study.encoders = study_run[1].encoders
+    assert study.run()["probes"] == ["class-label/meanflow", "bag-of-words/meanflow",
+                                     "class-label/flow-matching"]
+    for probe in ("class-label/meanflow", "bag-of-words/meanflow", "class-label/flow-matching"):
+        alone, side = (load_checkpoint(r / "probes" / probe) for r in (study_run[0], run))
+        assert side.state["step"] == alone.state["step"] == 3
+        for name, value in alone.ema.items():
+            torch.testing.assert_close(side.ema[name], value, rtol=1e-4, atol=1e-5)
+    assert len(list(run.glob("evals/*/*/steps-*/summary.json"))) == 3 * 2 * 2
+
+
+def test_a_side_by_side_probe_error_stops_the_study_with_that_error(study_run, tmp_path):
+    from emf_bench.errors import EmfBenchError
+
+    run = tmp_path / "run"
+    copy_with_train_settings(study_run, run, "bag-of-words/meanflow",
+                             lambda train: train.update(seed=7))
+    study = Study(replace(TINY, budget="5steps"), run, study_run[1].world, device="cpu",
+                  jobs=3)
+    study.encoders = study_run[1].encoders
+    with pytest.raises(EmfBenchError, match=r"other training settings \(seed\)"):
+        study.run()
+
+
+def test_an_interrupt_ends_the_side_by_side_probe_processes(study_run, tmp_path,
+                                                            monkeypatch):
+    import concurrent.futures
+    import multiprocessing
+    import time
+
+    run = tmp_path / "run"
+
+    def interrupt_once_a_checkpoint_is_saved(futures, **kwargs):
+        deadline = time.monotonic() + 300
+        while not list(run.glob("probes/*/*/latest.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(concurrent.futures, "wait", interrupt_once_a_checkpoint_is_saved)
+    study = Study(replace(TINY, budget="100000steps"), run, study_run[1].world, device="cpu",
+                  jobs=2)
+    study.encoders = study_run[1].encoders
+    with pytest.raises(KeyboardInterrupt):
+        study.run()
+    assert multiprocessing.active_children() == []  # the probes in training were ended
+    saved = sorted(run.glob("probes/*/*/latest.json"))  # what a re-run resumes from
+    assert saved and all(json.loads(f.read_text())["step"] >= 250 for f in saved)
 
 
 def test_partial_runs_and_user_text_are_safe(tmp_path, capsys):
@@ -143,6 +230,8 @@ def test_unknown_profile_and_encoder(capsys, tmp_path):
     assert "--guidance must be positive" in capsys.readouterr().err
     assert main(["run", "--budget", "soon", "--run-dir", str(tmp_path)]) == 2
     assert "does not parse" in capsys.readouterr().err
+    assert main(["run", "--jobs", "0", "--run-dir", str(tmp_path)]) == 2
+    assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
 
 
 def chromium() -> str | None:
