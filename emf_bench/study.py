@@ -32,6 +32,8 @@ class Profile:
     queries: int = 1000
     pool_size: int = 4000
     train_size: int = 20000
+    first_tasks: tuple[str, ...] = ()  # a curriculum (TrainConfig.first_tasks): none by default
+    first_share: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,7 +152,9 @@ class Study:
         (card,) = self.cards([encoder])
         config = TrainConfig(objective=objective, size=self.profile.size,
                              budget=self.profile.budget, batch_size=self.profile.batch_size,
-                             train_size=self.profile.train_size, seed=self.seed)
+                             train_size=self.profile.train_size, seed=self.seed,
+                             first_tasks=self.profile.first_tasks,
+                             first_share=self.profile.first_share)
         folder = self.run_path / "probes" / card.name / objective
         trainer = ProbeTrainer(card, config, World(WorldConfig.from_dict(self.world)), folder,
                                cache, device=self.device,
@@ -243,8 +247,10 @@ def _train_in_worker(fields: dict[str, Any], encoder: str, objective: str) -> Pa
     return study.train(encoder, objective, FeatureCache(study.cache_dir))
 
 
-def profile(name: str, budget: str | None = None, guidance: float | None = None) -> Profile:
-    """A named profile, optionally with another probe budget or sampling guidance."""
+def profile(name: str, budget: str | None = None, guidance: float | None = None,
+            first_tasks: tuple[str, ...] = (), first_share: float = 0.0) -> Profile:
+    """A named profile, optionally with another probe budget, sampling guidance or a training
+    curriculum."""
     if name not in PROFILES:
         raise unknown_name("profile", name, PROFILES)
     chosen = PROFILES[name]
@@ -257,6 +263,11 @@ def profile(name: str, budget: str | None = None, guidance: float | None = None)
         if guidance <= 0:
             raise EmfBenchError(f"--guidance must be positive, got {guidance}")
         chosen = replace(chosen, guidance=guidance)
+    if first_tasks or first_share:
+        from emf_bench.probe.trainer import TrainConfig
+
+        TrainConfig(first_tasks=first_tasks, first_share=first_share)  # one line if wrong
+        chosen = replace(chosen, first_tasks=tuple(first_tasks), first_share=first_share)
     return chosen
 
 

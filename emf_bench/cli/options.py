@@ -29,6 +29,18 @@ Offline = Annotated[bool, typer.Option(
     "--offline", help="Never contact the Hugging Face Hub (HF_HUB_OFFLINE=1).")]
 
 
+FirstTasks = Annotated[str, typer.Option(
+    "--first-tasks", help="Curriculum: world tasks (comma-separated, e.g. position) a probe "
+    "trains on alone for the first --first-share of its budget, before the whole mix.")]
+FirstShare = Annotated[float, typer.Option(
+    "--first-share", help="Budget share of the curriculum's first part (0: none).")]
+
+
+def split_names(value: str) -> tuple[str, ...]:
+    """"a, b,,c" -> ("a", "b", "c")."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 def results_console():
     """A rich console for results: logs and pipes get 140 columns, not a pretend 80. Markup is
     off: encoder names, prompts, paths and notes ("the [minilm] extra") print as they are;

@@ -11,6 +11,8 @@ from emf_bench.cli.options import (
     CacheDir,
     Device,
     EncodersDir,
+    FirstShare,
+    FirstTasks,
     Offline,
     Overwrite,
     RunDirOption,
@@ -18,6 +20,7 @@ from emf_bench.cli.options import (
     encoder_registry,
     go_offline,
     parse_steps,
+    split_names,
     world_options,
 )
 
@@ -76,6 +79,8 @@ def train_probe(
         show_default=False)] = None,
     train_size: Annotated[int, typer.Option(
         "--train-size", help="World training scenes rendered for the probe.")] = 20000,
+    first_tasks: FirstTasks = "",
+    first_share: FirstShare = 0.0,
     checkpoint_every: Annotated[int, typer.Option(
         "--checkpoint-every", help="Save a checkpoint every N steps (and at the end).")] = 250,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an unfinished probe.")
@@ -111,7 +116,9 @@ def train_probe(
     config = TrainConfig(objective=objective, size=size, budget=budget, batch_size=batch_size,
                          lr=lr, conditioning=conditioning, schedule=schedule, jvp=jvp,
                          tangent=tangent, train_size=train_size, seed=seed,
-                         checkpoint_every=checkpoint_every, **extra)
+                         checkpoint_every=checkpoint_every,
+                         first_tasks=split_names(first_tasks), first_share=first_share,
+                         **extra)
     config.probe_config(cond_dim=1)  # an unknown preset fails here, before anything loads
     card = encoder_registry(encoders_dir).card(encoder).for_world(world.to_dict())
 

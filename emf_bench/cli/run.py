@@ -11,11 +11,14 @@ from emf_bench.cli.options import (
     CacheDir,
     Device,
     EncodersDir,
+    FirstShare,
+    FirstTasks,
     Offline,
     RunDirOption,
     Seed,
     go_offline,
     results_console,
+    split_names,
     world_options,
 )
 from emf_bench.errors import EmfBenchError
@@ -36,6 +39,8 @@ def run_command(
         "--guidance", help="Override the profile's sampling-time guidance (1: none, one network "
         "evaluation per step; the MeanFlow probes carry the guidance trained into them either "
         "way; EMF also reports guided sampling).", show_default=False)] = None,
+    first_tasks: FirstTasks = "",
+    first_share: FirstShare = 0.0,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", help="Train up to this many probes at once, each in its own process. "
         "For a GPU, which one small probe leaves mostly idle (on an H200 three side by side "
@@ -64,7 +69,8 @@ def run_command(
     from emf_bench.storage import atomic_write_json
 
     go_offline(offline)
-    chosen = study_module.profile(profile, budget, guidance)
+    chosen = study_module.profile(profile, budget, guidance, split_names(first_tasks),
+                                  first_share)
     extra = tuple(dict.fromkeys(encoder or []))
     dirs = tuple(encoders_dir or [])
     study_module.check_encoders(extra, dirs)

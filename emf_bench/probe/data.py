@@ -8,7 +8,7 @@ prompts at generation time are treated the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -94,6 +94,7 @@ class ProbeDataset:
     captions: list[str]  # distinct captions, in conditions order
     conditions: Conditions
     stats: FeatureStats
+    tasks: list[str] = field(default_factory=list)  # each example's world task
 
     def __len__(self) -> int:
         return len(self.images)
@@ -124,4 +125,5 @@ def build_dataset(world, card, cache, size: int, seed: int, need_tokens: bool,
         captions=captions,
         conditions=make_conditions(encoded.pooled, encoded.tokens, stats),
         stats=stats,
+        tasks=[e.task for e in examples],
     )

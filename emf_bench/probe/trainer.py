@@ -71,6 +71,10 @@ class TrainConfig:
     null: str = "zero"
     prediction: str = "x"
     train_size: int = 20000
+    # Curriculum: the first `first_share` of the budget on these world tasks only, then the
+    # whole mix. Position prompts teach the relation where the mix alone does not (DEVELOPERS.md).
+    first_tasks: tuple[str, ...] = ()
+    first_share: float = 0.0
     seed: int = 0
     checkpoint_every: int = 250
     log_every: int = 10
@@ -91,6 +95,16 @@ class TrainConfig:
             raise EmfBenchError(f"EMA decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.cond_dropout < 1:
             raise EmfBenchError(f"condition dropout must be in [0, 1), got {self.cond_dropout}")
+        object.__setattr__(self, "first_tasks", tuple(self.first_tasks))  # JSON gives lists
+        from emf_bench.world.core import TASKS
+
+        for task in self.first_tasks:
+            if task not in TASKS:
+                raise unknown_name("training task", task, TASKS)
+        if not 0 <= self.first_share < 1 or bool(self.first_tasks) != (self.first_share > 0):
+            raise EmfBenchError(f"a curriculum needs both its tasks and a share in (0, 1) of the "
+                                f"budget, got tasks {list(self.first_tasks)} and share "
+                                f"{self.first_share}")
         self.meanflow_objective()
         TimeSchedule.named(self.schedule)
         if self.jvp == "dual" and not preset(self.size).has_tangent_rules:
@@ -283,6 +297,13 @@ class ProbeTrainer:
         self.probe_config = c.probe_config(dataset.conditions.pooled.shape[1]) \
             if checkpoint is None else ProbeConfig.from_dict(checkpoint.state["probe"])
         self.stats = dataset.stats
+        first = None
+        if c.first_tasks:
+            first = torch.tensor([i for i, t in enumerate(dataset.tasks) if t in c.first_tasks],
+                                 dtype=torch.long)
+            if len(first) == 0:
+                raise EmfBenchError(f"the training set holds no scenes of the curriculum's "
+                                    f"tasks ({', '.join(c.first_tasks)})")
         torch.manual_seed(c.seed)
         model = build_model(self.probe_config).to(self.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.0)
@@ -341,7 +362,11 @@ class ProbeTrainer:
                 lr = self.learning_rate(step, progress)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                index = torch.randint(len(dataset), (c.batch_size,), generator=generator)
+                pool = first if first is not None and progress < c.first_share else None
+                index = torch.randint(len(dataset) if pool is None else len(pool),
+                                      (c.batch_size,), generator=generator)
+                if pool is not None:
+                    index = pool[index]
                 drop = torch.rand(c.batch_size, generator=generator) < c.cond_dropout
                 t, r = schedules[phase].sample(c.batch_size, phase_progress, generator)
                 noise = torch.randn((c.batch_size, *dataset.images.shape[1:]),

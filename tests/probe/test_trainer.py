@@ -203,3 +203,35 @@ def test_a_flow_matching_probe_resumes_whatever_the_meanflow_only_settings(tmp_p
     trainer(tmp_path, cache, "mf", budget="2steps", train_guidance=1.0).train()
     with pytest.raises(EmfBenchError, match=r"other training settings \(train_guidance\)"):
         trainer(tmp_path, cache, "mf", budget="4steps", train_guidance=2.0).train(resume=True)
+
+
+def test_a_curriculum_trains_its_first_share_on_its_tasks_alone(tmp_path, cache, monkeypatch):
+    from emf_bench.probe import data
+
+    drawn = []
+    batch = data.ProbeDataset.batch
+
+    def recording(self, index):
+        drawn.append({self.tasks[i] for i in index.tolist()})
+        return batch(self, index)
+
+    monkeypatch.setattr(data.ProbeDataset, "batch", recording)
+    summary = trainer(tmp_path, cache, first_tasks=["position"], first_share=0.5).train()
+    assert summary["step"] == 12 and summary["train"]["first_tasks"] == ("position",)
+    assert all(tasks == {"position"} for tasks in drawn[:6])  # steps 1-6: position alone
+    assert set().union(*drawn[6:]) - {"position"}  # then the whole mix
+    # a resumed probe must keep its curriculum
+    with pytest.raises(EmfBenchError, match=r"other training settings \(first_share, "
+                       r"first_tasks\)"):
+        trainer(tmp_path, cache, budget="14steps").train(resume=True)
+
+
+@pytest.mark.parametrize("tasks, share, message", [
+    (("positon",), 0.5, "unknown training task 'positon'; did you mean 'position'"),
+    (("position",), 0.0, "a curriculum needs both its tasks and a share"),
+    ((), 0.3, "a curriculum needs both its tasks and a share"),
+    (("position",), 1.0, "a curriculum needs both its tasks and a share"),
+])
+def test_bad_curricula_are_one_clear_error(tasks, share, message):
+    with pytest.raises(EmfBenchError, match=message):
+        config(first_tasks=tasks, first_share=share)
