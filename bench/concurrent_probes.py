@@ -58,9 +58,13 @@ def train_all(args, probes: list[tuple[str, str]]) -> dict[str, Path]:
 
 
 def training_row(folder: Path) -> dict:
-    log = pd.read_csv(folder / "train_log.csv")
-    return {"steps": int(log["step"].iloc[-1]), "minutes": float(log["seconds"].iloc[-1]) / 60,
-            "images/s": float(log["images_per_s"].tail(20).median())}
+    """Steps, minutes and images/s as the report's probe table has them."""
+    from emf_bench.reporting import collect
+
+    run = folder.parent.parent.parent  # <run>/probes/<encoder>/<objective>
+    (row,) = collect.probe_table([p for p in collect.probes(run) if p.folder == folder]
+                                 ).to_dict("records")
+    return {"steps": row["steps"], "minutes": row["minutes"], "images/s": row["images_per_s"]}
 
 
 def main() -> None:

@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from emf_bench.evaluation.geneval import TASKS, GenEvalRules, score_image
+from emf_bench.evaluation.geneval import TASKS, GenEvalRules, score_image, summarize
 from emf_bench.world.config import WorldConfig
 from emf_bench.world.detector import ExactDetector
 
 
 def rescore(folder: Path, detector: ExactDetector, rules: GenEvalRules) -> dict[str, float]:
-    metadata, by_task = {}, defaultdict(list)
+    metadata, rows = {}, []
     for line in (folder / "results.jsonl").read_text().splitlines():
         row = json.loads(line)
         index = row["prompt_index"]
@@ -35,10 +34,9 @@ def rescore(folder: Path, detector: ExactDetector, rules: GenEvalRules) -> dict[
             metadata[index] = json.loads(
                 (folder / "images" / f"{index:05d}" / "metadata.jsonl").read_text())
         image = np.asarray(Image.open(folder / row["image"]).convert("RGB"))
-        by_task[row["tag"]].append(score_image(detector.detect(image), metadata[index],
-                                               rules=rules)["correct"])
-    scores = {task: float(np.mean(by_task[task])) for task in TASKS if task in by_task}
-    return {"overall": float(np.mean(list(scores.values()))), **scores}
+        rows.append(score_image(detector.detect(image), metadata[index], rules=rules))
+    summary = summarize(rows)
+    return {"overall": summary["overall"], **summary["tasks"]}
 
 
 def main() -> None:

@@ -264,9 +264,9 @@ def profile(name: str, budget: str | None = None, guidance: float | None = None,
             raise EmfBenchError(f"--guidance must be positive, got {guidance}")
         chosen = replace(chosen, guidance=guidance)
     if first_tasks or first_share:
-        from emf_bench.probe.trainer import TrainConfig
+        from emf_bench.probe.trainer import check_curriculum
 
-        TrainConfig(first_tasks=first_tasks, first_share=first_share)  # one line if wrong
+        check_curriculum(tuple(first_tasks), first_share)
         chosen = replace(chosen, first_tasks=tuple(first_tasks), first_share=first_share)
     return chosen
 

@@ -18,6 +18,7 @@ from emf_bench.cli.options import (
     encoder_registry,
     go_offline,
     results_console,
+    split_names,
     world_options,
 )
 
@@ -148,8 +149,8 @@ def score(
 
     distributed.init_from_env()
     config = ScoreConfig(
-        dataset=dataset, metrics=tuple(m.strip() for m in metrics.split(",") if m.strip())
-        if metrics else None, pool_size=pool_size, n_queries=queries, k=k, seed=seed,
+        dataset=dataset, metrics=split_names(metrics) if metrics else None,
+        pool_size=pool_size, n_queries=queries, k=k, seed=seed,
         image_features=image_features, coco_captions=coco_captions, coco_images=coco_images,
         prompts=prompts, world=world.to_dict())
     config.resolved_metrics()  # reject bad metric or dataset names before loading anything

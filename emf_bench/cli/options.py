@@ -136,8 +136,7 @@ def world_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def _names(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
-    names = tuple(v.strip() for v in value.split(",") if v.strip())
-    return names or None
+    return split_names(value) or None
 
 
 def world_config(canvas: int | None = None, shapes: str | None = None, colors: str | None = None,

@@ -96,15 +96,7 @@ class TrainConfig:
         if not 0 <= self.cond_dropout < 1:
             raise EmfBenchError(f"condition dropout must be in [0, 1), got {self.cond_dropout}")
         object.__setattr__(self, "first_tasks", tuple(self.first_tasks))  # JSON gives lists
-        from emf_bench.world.core import TASKS
-
-        for task in self.first_tasks:
-            if task not in TASKS:
-                raise unknown_name("training task", task, TASKS)
-        if not 0 <= self.first_share < 1 or bool(self.first_tasks) != (self.first_share > 0):
-            raise EmfBenchError(f"a curriculum needs both its tasks and a share in (0, 1) of the "
-                                f"budget, got tasks {list(self.first_tasks)} and share "
-                                f"{self.first_share}")
+        check_curriculum(self.first_tasks, self.first_share)
         self.meanflow_objective()
         TimeSchedule.named(self.schedule)
         if self.jvp == "dual" and not preset(self.size).has_tangent_rules:
@@ -138,6 +130,18 @@ class TrainConfig:
         if self.objective == "flow-matching":
             free |= set(MEANFLOW_ONLY)
         return {k: v for k, v in self.to_dict().items() if k not in free}
+
+
+def check_curriculum(tasks: tuple[str, ...], share: float) -> None:
+    """A curriculum is world tasks and a budget share in (0, 1), or neither."""
+    from emf_bench.world.core import TASKS
+
+    for task in tasks:
+        if task not in TASKS:
+            raise unknown_name("training task", task, TASKS)
+    if not 0 <= share < 1 or bool(tasks) != (share > 0):
+        raise EmfBenchError(f"a curriculum needs both its tasks and a share in (0, 1) of the "
+                            f"budget, got tasks {list(tasks)} and share {share}")
 
 
 _TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)\s*$")
