@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from emf_bench.errors import EmfBenchError, unknown_name
+from emf_bench.errors import EmfBenchError, check_guidance, unknown_name
 
 
 @dataclass(frozen=True)
@@ -260,8 +260,7 @@ def profile(name: str, budget: str | None = None, guidance: float | None = None,
         parse_budget(budget)
         chosen = replace(chosen, budget=budget)
     if guidance is not None:
-        if guidance <= 0:
-            raise EmfBenchError(f"--guidance must be positive, got {guidance}")
+        check_guidance(guidance)
         chosen = replace(chosen, guidance=guidance)
     if first_tasks or first_share:
         from emf_bench.probe.trainer import check_curriculum

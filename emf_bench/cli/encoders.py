@@ -132,7 +132,7 @@ def score(
 ) -> None:
     """Score encoders for discriminability and disentanglement (EMF paper protocols) and
     labelled extras; results go to <run-dir>/encoders/<name>/."""
-    from emf_bench.errors import EmfBenchError
+    from emf_bench.errors import EmfBenchError, in_range
 
     go_offline(offline)
     registry = encoder_registry(encoders_dir)
@@ -154,8 +154,9 @@ def score(
         image_features=image_features, coco_captions=coco_captions, coco_images=coco_images,
         prompts=prompts, world=world.to_dict())
     config.resolved_metrics()  # reject bad metric or dataset names before loading anything
-    if k < 1 or queries < 1:
-        raise EmfBenchError("--k and --queries must be at least 1")
+    for option, value in (("--k", k), ("--queries", queries), ("--batch-size", batch_size),
+                          ("--pool-size", 1 if pool_size is None else pool_size)):
+        in_range(option, value, 1)
     run = RunDir.open(run_dir or default_run_dir("encoder-scores"))
     cache = None if no_cache else FeatureCache(cache_dir)
     failures: list[tuple[str, str]] = []
@@ -192,6 +193,10 @@ def _override(card, layer, pooling, dtype):
     if not suffix:
         return card
     renamed = card.with_overrides(layer=layer, pooling=pooling, dtype=dtype)
+    if layer is not None:  # before any work: a backend without layers would fail at loading
+        from emf_bench.text.registry import backend_class
+
+        backend_class(card.backend).check_card(renamed)
     return renamed.with_overrides(name=f"{card.name}.{'.'.join(suffix)}")
 
 

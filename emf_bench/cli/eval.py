@@ -141,8 +141,6 @@ def eval_command(
         if b not in BENCHMARKS:
             raise unknown_name("benchmark", b, BENCHMARKS)
     counts = parse_steps(steps) if steps else None
-    if images_per_prompt < 1:
-        raise EmfBenchError("--images-per-prompt must be at least 1")
     rules = GenEvalRules(threshold, counting_threshold, max_objects, nms_threshold,
                          position_threshold)
 
@@ -151,10 +149,10 @@ def eval_command(
     from emf_bench.evaluation.suites import SuiteSources
     from emf_bench.rundir import RunDir, default_run_dir
 
-    distributed.init_from_env()
-    run = RunDir.open(run_dir or default_run_dir("eval"))
     settings = EvalSettings(images_per_prompt=images_per_prompt, seed=seed, guidance=guidance,
                             rules=rules, save_images=save_images)
+    distributed.init_from_env()
+    run = RunDir.open(run_dir or default_run_dir("eval"))
     config = {"models": [f"{k}:{v}" for k, v in specs], "benchmarks": benchmark,
               "steps": list(counts) if counts else None, "settings": settings.to_dict(),
               "detector": detector, "vqa": vqa, "official_compat": official_compat,

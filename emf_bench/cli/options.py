@@ -21,7 +21,20 @@ RunDirOption = Annotated[Path | None, typer.Option(
 EncodersDir = Annotated[list[Path] | None, typer.Option(
     "--encoders-dir", help="Folder of extra encoder cards (repeatable; also "
     "EMF_BENCH_ENCODERS).", show_default=False)]
-Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, auto.")]
+
+
+def _check_device(value: str) -> str:
+    """Refuse a device this machine lacks before any work starts (the value is kept as given:
+    "auto" and "cuda" are resolved per process, under torchrun per rank)."""
+    if value not in ("auto", "cpu"):
+        from emf_bench.text.base import resolve_device
+
+        resolve_device(value)
+    return value
+
+
+Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, auto.",
+                                     callback=_check_device)]
 CacheDir = Annotated[Path | None, typer.Option(
     "--cache-dir", help="Feature cache \\[default: $EMF_BENCH_CACHE or "
     "~/.cache/emf-bench/features].", show_default=False)]

@@ -21,7 +21,7 @@ from emf_bench.cli.options import (
     split_names,
     world_options,
 )
-from emf_bench.errors import EmfBenchError
+from emf_bench.errors import in_range
 
 
 def run_command(
@@ -74,8 +74,7 @@ def run_command(
     extra = tuple(dict.fromkeys(encoder or []))
     dirs = tuple(encoders_dir or [])
     study_module.check_encoders(extra, dirs)
-    if jobs < 1:
-        raise EmfBenchError(f"--jobs must be at least 1, got {jobs}")
+    in_range("--jobs", jobs, 1)
     run = RunDir.open(run_dir or default_run_dir(f"study-{chosen.name}"))
     study = study_module.Study(chosen, run.path, world.to_dict(), extra, dirs, device,
                                cache_dir, seed, jobs)

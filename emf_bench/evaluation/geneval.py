@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from emf_bench.errors import in_range
 from emf_bench.spatial import Detection, relative_position
 
 TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
@@ -25,6 +26,13 @@ class GenEvalRules:
     max_objects: int = 16  # kept per class, by score
     nms_threshold: float = 1.0  # 1.0: no extra NMS (GenEval's setting)
     position_threshold: float = 0.1  # c in the relative-position rule
+
+    def __post_init__(self) -> None:
+        in_range("--threshold", self.threshold, 0, 1)
+        in_range("--counting-threshold", self.counting_threshold, 0, 1)
+        in_range("--max-objects", self.max_objects, 1)
+        in_range("--nms-threshold", self.nms_threshold, 0, 1, low_open=True)
+        in_range("--position-threshold", self.position_threshold, 0, 1)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from emf_bench import distributed
-from emf_bench.errors import EmfBenchError
+from emf_bench.errors import EmfBenchError, check_guidance, in_range
 from emf_bench.evaluation import dpg as dpg_rules
 from emf_bench.evaluation.geneval import GenEvalRules, detection_colors, evaluate, keep_detections
 from emf_bench.evaluation.geneval import summarize as geneval_summary
@@ -55,6 +55,10 @@ class EvalSettings:
     chunk_prompts: int = 16
     rules: GenEvalRules = field(default_factory=GenEvalRules)
     save_images: bool = True
+
+    def __post_init__(self) -> None:
+        in_range("--images-per-prompt", self.images_per_prompt, 1)
+        check_guidance(self.guidance)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

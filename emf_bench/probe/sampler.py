@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from emf_bench.errors import check_guidance
+
 
 @dataclass
 class SamplingRecord:
@@ -46,6 +48,7 @@ class MeanFlowSampler:
                ) -> tuple[torch.Tensor, SamplingRecord]:
         """Images (B, C, H, W) from noise, and what it took. `trained_guidance`: the scale the
         model learned into its velocity (recorded only; it costs nothing here)."""
+        check_guidance(guidance, "guidance")
         self.set_timesteps(steps)
         modes = ([f"trained-in {trained_guidance:g}"] if trained_guidance != 1.0 else []) + (
             ["cfg-batched"] if guidance != 1.0 else [])

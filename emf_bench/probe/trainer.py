@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from emf_bench import distributed
-from emf_bench.errors import EmfBenchError, unknown_name
+from emf_bench.errors import EmfBenchError, in_range, unknown_name
 from emf_bench.probe.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from emf_bench.probe.model import ProbeConfig, build_model, preset
 from emf_bench.probe.objectives import OBJECTIVES, Objective, probe_loss
@@ -86,6 +86,12 @@ class TrainConfig:
         parse_budget(self.budget)
         if self.batch_size < 1 or self.train_size < 1:
             raise EmfBenchError("batch size and training-set size must be at least 1")
+        in_range("the learning rate", self.lr, 0, 1, low_open=True)
+        in_range("final_lr (a share of the learning rate)", self.final_lr, 0, 1)
+        in_range("grad_clip", self.grad_clip, 0, low_open=True)
+        in_range("the checkpoint interval (steps)", self.checkpoint_every, 1)
+        in_range("the log interval (steps)", self.log_every, 1)
+        in_range("the warmup (steps)", self.warmup_steps, 0)
         if not 0 <= self.warm_start < 1:
             raise EmfBenchError(f"warm_start must be in [0, 1), got {self.warm_start}")
         if not 1 <= self.train_guidance <= 10:
@@ -152,15 +158,15 @@ def parse_budget(budget: str) -> tuple[str, float]:
     """("seconds", s) or ("steps", n) from "90s", "4m", "1.5h" or "3000steps"."""
     if m := _TIME.match(str(budget)):
         unit = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[m[2]]
-        value = float(m[1]) * unit
+        value, kind = float(m[1]) * unit, "seconds"
     elif m := _STEPS.match(str(budget)):
-        return "steps", float(m[1])
+        value, kind = float(m[1]), "steps"
     else:
         raise EmfBenchError(f"budget {budget!r} does not parse: use e.g. 4m, 90s, 1.5h or "
                             f"3000steps")
     if value <= 0:
         raise EmfBenchError(f"budget {budget!r} must be positive")
-    return "seconds", value
+    return kind, value
 
 
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:

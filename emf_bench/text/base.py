@@ -51,17 +51,35 @@ def resolve_device(device: str | None) -> torch.device:
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError as err:
         raise EmfBenchError(f"unknown device {device!r}: {err}") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise EmfBenchError(f"device {device!r} asked for, but this torch "
+                                f"({torch.__version__}) sees no CUDA GPU; use --device cpu "
+                                f"(or auto)")
+        if (resolved.index or 0) >= count:
+            raise EmfBenchError(f"device {device!r} asked for, but only {count} CUDA GPU(s) "
+                                f"are visible (cuda:0 to cuda:{count - 1})")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise EmfBenchError(f"device {device!r} asked for, but MPS is not available here; use "
+                            f"--device cpu (or auto)")
+    return resolved
 
 
 class Encoder:
     """Base class of the backends (see module docstring)."""
 
+    # Whether the backend reads the card's `layer` (hidden states of a chosen layer); the others
+    # refuse a layer other than "last" rather than ignore it.
+    CHOOSES_LAYER = False
+
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
         if batch_size < 1:
             raise EmfBenchError(f"batch size must be at least 1, got {batch_size}")
+        self.check_card(card)
         self.card = card
         self.device = resolve_device(device)
         self.dtype = TORCH_DTYPES[card.dtype]
@@ -79,6 +97,14 @@ class Encoder:
     def weights_signature(cls, card: EncoderCard) -> str:
         """Identifies the weights the card resolves to, without loading them."""
         return model_signature(card.model, card.revision) if card.model else ""
+
+    @classmethod
+    def check_card(cls, card: EncoderCard) -> None:
+        """Refuse card settings this backend would silently ignore."""
+        if card.layer != "last" and not cls.CHOOSES_LAYER:
+            raise EmfBenchError(f"{card.name}: the {card.backend} backend has no choice of layer "
+                                f"(asked for layer {card.layer!r}); layers apply to the "
+                                f"transformers backends (CLIP, T5, decoder LLMs, BLIP3o-NEXT)")
 
     # -- shared -----------------------------------------------------------------------------
 

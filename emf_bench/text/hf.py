@@ -98,6 +98,8 @@ def select_layer(hidden_states: tuple[torch.Tensor, ...], last: torch.Tensor,
 class _TransformersEncoder(Encoder):
     """Shared loading and forward for encoder-style models (CLIP text, T5)."""
 
+    CHOOSES_LAYER = True
+
     model_class: str = ""
     default_max_length = 512
 
@@ -140,6 +142,8 @@ class DecoderLLMEncoder(Encoder):
     a user turn (options: `system_prompt`, `add_generation_prompt`). Position ids follow the
     attention mask, so left and right padding give the same features.
     """
+
+    CHOOSES_LAYER = True
 
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
         super().__init__(card, device, batch_size)

@@ -90,6 +90,20 @@ def test_user_mistakes_are_one_line_and_exit_2(capsys, tmp_path, monkeypatch, ar
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+@pytest.mark.parametrize("args", [
+    ["run"], ["train-probe", "--encoder", "class-label"], ["eval", "--model", "probe:class-label"],
+    ["encoders", "score", "--encoder", "class-label"],
+    ["generate", "--probe", "p", "--prompt", "a circle"]])
+def test_a_missing_gpu_is_refused_before_any_work(capsys, tmp_path, monkeypatch, args):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run(capsys, *args, "--device", "cuda")
+    assert code == 2 and err.count("\n") == 1 and "sees no CUDA GPU" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_debug_shows_the_traceback_from_any_position(capsys):
     code, _, err = run(capsys, "world", "preview", "--canvas", "16", "--debug")
     assert code == 2 and "Traceback" in err and err.rstrip().splitlines()[-1].startswith("error:")

@@ -67,10 +67,14 @@ def test_layer_overrides_score_under_their_own_name(capsys, tmp_path, tiny_model
       "--coco-images", "."], "needs --image-features"),
     (["encoders", "show", "nope"], "unknown encoder 'nope'"),
     (["encoders", "score", "-e", "clip-vit-l-14"], "not in the local Hugging Face cache"),
+    (["encoders", "score", "-e", "constant", "--batch-size", "0"], "--batch-size must be at least"),
+    (["encoders", "score", "-e", "constant", "--pool-size", "0"], "--pool-size must be at least"),
+    (["encoders", "score", "-e", "minilm", "--layer", "3"], "has no choice of layer"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run(capsys, *args, *(SMALL if args[1] == "score" else []))
+    small = SMALL if args[1] == "score" else []  # before args: a case's own value wins
+    code, _, err = run(capsys, *args[:2], *small, *args[2:])
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err
 

@@ -73,6 +73,10 @@ def test_exported_folders_score_perfectly_through_the_cli(capsys, tmp_path):
     (["eval", "--images", "nowhere"], "image folder nowhere does not exist"),
     (["eval", "--images", "x", "--benchmark", "geneval", "--geneval-metadata", "missing.jsonl"],
      "does not exist"),
+    (["eval", "--images", "x", "--guidance", "nan"], "--guidance must be in (0, 100], got nan"),
+    (["eval", "--images", "x", "--threshold", "2"], "--threshold must be in [0, 1]"),
+    (["eval", "--images", "x", "--max-objects", "0"], "--max-objects must be at least 1"),
+    (["eval", "--images", "x", "--images-per-prompt", "0"], "--images-per-prompt must be at"),
 ])
 def test_user_mistakes_are_one_line(capsys, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

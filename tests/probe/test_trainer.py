@@ -41,10 +41,20 @@ def test_budgets_parse(text, parsed):
     assert parse_budget(text) == parsed
 
 
-@pytest.mark.parametrize("text", ["4 minutes", "", "-3m", "0s", "steps"])
+@pytest.mark.parametrize("text", ["4 minutes", "", "-3m", "0s", "steps", "0steps"])
 def test_bad_budgets_are_one_clear_error(text):
     with pytest.raises(EmfBenchError, match="budget"):
         parse_budget(text)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", float("nan"), "learning rate"), ("lr", -1.0, "learning rate"),
+    ("final_lr", 2.0, "final_lr"), ("grad_clip", 0.0, "grad_clip"),
+    ("checkpoint_every", 0, "checkpoint interval"), ("log_every", 0, "log interval"),
+    ("warmup_steps", -1, "warmup")])
+def test_bad_training_numbers_are_one_clear_error(field, value, message):
+    with pytest.raises(EmfBenchError, match=message):
+        TrainConfig(**{field: value})
 
 
 def test_a_killed_and_resumed_run_continues_the_same_curve(tmp_path, cache):

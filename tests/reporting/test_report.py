@@ -226,8 +226,9 @@ def test_unknown_profile_and_encoder(capsys, tmp_path):
     assert "did you mean 'quick'" in capsys.readouterr().err
     assert main(["run", "--encoder", "clip-vit-l14", "--run-dir", str(tmp_path)]) == 2
     assert "clip-vit-l-14" in capsys.readouterr().err
-    assert main(["run", "--guidance", "0", "--run-dir", str(tmp_path)]) == 2
-    assert "--guidance must be positive" in capsys.readouterr().err
+    for guidance in ("0", "nan"):
+        assert main(["run", "--guidance", guidance, "--run-dir", str(tmp_path)]) == 2
+        assert f"--guidance must be in (0, 100], got {float(guidance)}" in capsys.readouterr().err
     assert main(["run", "--budget", "soon", "--run-dir", str(tmp_path)]) == 2
     assert "does not parse" in capsys.readouterr().err
     assert main(["run", "--jobs", "0", "--run-dir", str(tmp_path)]) == 2

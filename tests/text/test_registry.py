@@ -2,6 +2,7 @@ import importlib.metadata
 import sys
 
 import pytest
+import torch
 
 from emf_bench.errors import EmfBenchError
 from emf_bench.text import registry as registry_module
@@ -111,9 +112,36 @@ def test_fingerprint_covers_feature_fields_only():
 def test_cuda_under_torchrun_means_this_ranks_gpu(monkeypatch):
     from emf_bench.text.base import resolve_device
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert str(resolve_device("cuda")) == "cuda:3"
     assert str(resolve_device("cuda:1")) == "cuda:1"  # an explicit index stays
     assert str(resolve_device("cpu")) == "cpu"
     monkeypatch.delenv("LOCAL_RANK")
     assert str(resolve_device("cuda")) == "cuda"
+
+
+def test_a_gpu_that_is_not_there_is_one_line(monkeypatch):
+    from emf_bench.text.base import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(EmfBenchError, match="sees no CUDA GPU; use --device cpu"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(EmfBenchError, match=r"only 2 CUDA GPU\(s\) are visible"):
+        resolve_device("cuda:2")
+    assert str(resolve_device("cuda:1")) == "cuda:1"
+    with pytest.raises(EmfBenchError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
+
+
+def test_a_layer_is_refused_where_the_backend_has_none():
+    from emf_bench.text.registry import load_encoder
+
+    registry = EncoderRegistry.load([])
+    card = registry.card("bag-of-words").with_overrides(layer=-2)
+    with pytest.raises(EmfBenchError, match="bag-of-words backend has no choice of layer"):
+        load_encoder(card)
+    assert load_encoder(registry.card("bag-of-words")).card.layer == "last"
