@@ -3,7 +3,9 @@
 Stages, each resumable (a second run after an interruption does only the missing work):
 encoder scores -> MeanFlow probes per encoder (and a flow-matching baseline) -> world-GenEval and
 world-DPG at several step counts -> the HTML report. `study.json` records the profile, the
-stages' wall times and the host; the manifest records the command.
+stages' wall times and the host; the manifest records the command. Times add up over the runs
+that made a study (an interrupted run and the ones that resumed it): `study-time.json` keeps
+the ledger, written after every stage.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Profile:
         return asdict(self)
 
 
+TIME_LEDGER = "study-time.json"
 BUILTIN_ENCODERS = ("class-label", "bag-of-words", "minilm", "random-transformer", "constant")
 NEEDS_MINILM = ("minilm", "random-transformer")  # weights, or MiniLM's tokenizer
 
@@ -82,8 +85,32 @@ class Study:
     cache_dir: Path | None = None
     seed: int = 0
     jobs: int = 1  # probes trained at once, each in its own process (a GPU's idle share)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # this run's stages
     notes: list[str] = field(default_factory=list)
+    earlier: dict[str, Any] = field(default_factory=dict)  # the ledger of earlier runs
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        file = Path(self.run_path) / TIME_LEDGER
+        if file.exists():
+            import json
+
+            try:
+                self.earlier = json.loads(file.read_text(encoding="utf-8"))
+                float(self.earlier["seconds"]), int(self.earlier["runs"])
+            except (OSError, ValueError, KeyError, TypeError):
+                self.earlier = {}
+                self.notes.append(f"{file} is unreadable: times count from this run only")
+
+    def times(self) -> dict[str, Any]:
+        """Wall time over every run of this study so far: total, per stage, and how many runs
+        (this one included), with this run's own seconds."""
+        stages = dict(self.earlier.get("stages", {}))
+        for name, seconds in self.timings.items():
+            stages[name] = stages.get(name, 0.0) + seconds
+        this = time.perf_counter() - self.started
+        return {"seconds": float(self.earlier.get("seconds", 0.0)) + this, "stages": stages,
+                "runs": int(self.earlier.get("runs", 0)) + 1, "this_run_seconds": this}
 
     def encoders(self) -> tuple[list[str], list[str]]:
         """(encoders to score, encoders to probe with MeanFlow)."""
@@ -109,6 +136,9 @@ class Study:
             return fn(*args, **kwargs)
         finally:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+            from emf_bench.storage import atomic_write_json
+
+            atomic_write_json(Path(self.run_path) / TIME_LEDGER, self.times())
 
     def run(self) -> dict[str, Any]:
         from emf_bench.progress import stage

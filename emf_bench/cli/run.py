@@ -62,7 +62,6 @@ def run_command(
     at 1/2/4/N steps, the HTML report. A second run after an interruption finishes only the
     missing work.
     """
-    import time
 
     from emf_bench import study as study_module
     from emf_bench.rundir import RunDir, default_run_dir, host_info
@@ -80,23 +79,22 @@ def run_command(
                                cache_dir, seed, jobs)
     settings = {"profile": chosen.to_dict(), "extra_encoders": list(extra),
                 "world": world.to_dict(), "device": device, "jobs": jobs}
-    start = time.perf_counter()
     with run.invocation("run", settings, seed) as entry:
         result = study.run()
         entry["result"] = result
         meta = {"profile": chosen.name, "description": chosen.description,
-                "settings": chosen.to_dict(), "jobs": jobs, "seconds": time.perf_counter() - start,
-                "stages": study.timings, "notes": study.notes, "host": host_info(), **result}
+                "settings": chosen.to_dict(), "jobs": jobs, **study.times(),
+                "notes": study.notes, "host": host_info(), **result}
         atomic_write_json(run.path / "study.json", meta)
     html = None
     if report:  # after the invocation closed, so the report shows the run as finished
         from emf_bench.reporting.report import build_report
 
         html = build_report(run.path)
-    print_study(run.path, study.notes, html, meta["seconds"])
+    print_study(run.path, study.notes, html, meta)
 
 
-def print_study(run_path: Path, notes: list[str], html: Path | None, seconds: float) -> None:
+def print_study(run_path: Path, notes: list[str], html: Path | None, meta: dict) -> None:
     from rich.table import Table
 
     from emf_bench.reporting import collect
@@ -128,7 +126,10 @@ def print_study(run_path: Path, notes: list[str], html: Path | None, seconds: fl
         console.print(f"{c['verdict']}: {c['claim']} ({c['evidence']})", style=style)
     for note in notes:
         console.print(f"note: {note}")
-    console.print(f"study finished in {seconds / 60:.1f} min; results in {run_path}"
+    took = f"{meta['seconds'] / 60:.1f} min"
+    if meta["runs"] > 1:
+        took += f" over {meta['runs']} runs (this one {meta['this_run_seconds'] / 60:.1f})"
+    console.print(f"study finished in {took}; results in {run_path}"
                   + (f"; report: {html}" if html else ""))
 
 

@@ -94,13 +94,20 @@ def probe_table(items: list[Probe]) -> pd.DataFrame:
                 "size": p.state["train"].get("size"),
                 "batch": p.state["train"].get("batch_size"),
                 "trained_guidance": trained_guidance(p.state["train"]),
+                "curriculum": curriculum(p.state["train"]),
                 "final_loss": float(p.log["loss"].iloc[-1]) if len(p.log) else None,
                 "images_per_s": float(p.log["images_per_s"].tail(20).median())
                 if len(p.log) else None}
                for p in items]
     return pd.DataFrame.from_records(records, columns=[
         "encoder", "objective", "steps", "minutes", "images", "budget", "size", "batch",
-        "trained_guidance", "final_loss", "images_per_s"])
+        "trained_guidance", "curriculum", "final_loss", "images_per_s"])
+
+
+def curriculum(train: dict[str, Any]) -> str:
+    """A probe's curriculum in words: "position first (50%)", or "none"."""
+    tasks, share = train.get("first_tasks") or [], train.get("first_share") or 0.0
+    return f"{', '.join(tasks)} first ({share:.0%})" if tasks and share else "none"
 
 
 @dataclass

@@ -99,6 +99,7 @@ def test_report_has_every_section_and_a_second_study_run_does_no_new_work(study_
         assert (run / "report" / f"{name}.csv").exists()
         assert (run / "report" / f"{name}.parquet").exists()
     assert (run / "report/training.png").exists()
+    assert "curriculum" in (run / "report/probes.csv").read_text().splitlines()[0]
 
 
 def test_a_longer_budget_trains_further_and_replaces_the_evaluations(study_run, tmp_path):
@@ -193,6 +194,17 @@ def test_an_interrupt_ends_the_side_by_side_probe_processes(study_run, tmp_path,
     assert multiprocessing.active_children() == []  # the probes in training were ended
     saved = sorted(run.glob("probes/*/*/latest.json"))  # what a re-run resumes from
     assert saved and all(json.loads(f.read_text())["step"] >= 250 for f in saved)
+    ledger = json.loads((run / "study-time.json").read_text())  # the interrupted run's time
+    assert ledger["runs"] == 1 and ledger["stages"]["probes"] > 0
+    resumed = Study(TINY, run, study_run[1].world, device="cpu").times()
+    assert resumed["runs"] == 2 and resumed["seconds"] >= ledger["seconds"]
+    assert resumed["stages"]["probes"] == ledger["stages"]["probes"]
+
+
+def test_an_unreadable_time_ledger_is_a_note_not_a_stop(tmp_path):
+    (tmp_path / "study-time.json").write_text("{")
+    study = Study(TINY, tmp_path, {}, device="cpu")
+    assert study.times()["runs"] == 1 and "unreadable" in study.notes[0]
 
 
 def test_partial_runs_and_user_text_are_safe(tmp_path, capsys):
@@ -277,3 +289,19 @@ def test_rank_correlation_of_few_encoders_uses_the_exact_p_value():
                           "discriminability": [0.6, 0.7, 0.8], "score": [0.1, 0.2, 0.3]})
     c = collect.rank_correlation(study, "discriminability")
     assert c["rho"] == pytest.approx(1.0) and c["p"] == pytest.approx(2 / 6)  # 2 of 6 orders
+
+
+def test_the_report_names_the_curriculum_and_the_runs_a_study_took(study_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(study_run[0], run)
+    meta = {"profile": "tiny", "description": "a test profile", "runs": 2, "seconds": 150.0,
+            "settings": {**TINY.to_dict(), "first_tasks": ["position"], "first_share": 0.5},
+            "host": {"cpus": 2, "platform": "test"}}
+    (run / "study.json").write_text(json.dumps(meta))
+    assert main(["report", str(run)]) == 0
+    text = " ".join((run / "report.html").read_text().split())
+    assert "Curriculum: every probe trained on position scenes alone for the first 50%" in text
+    assert "Wall time 2.5 minutes over 2 runs (interrupted and resumed)" in text
+    assert collect.curriculum({"first_tasks": ["position"], "first_share": 0.5}) == \
+        "position first (50%)"
+    assert collect.curriculum({}) == "none"
