@@ -11,6 +11,7 @@ the ledger, written after every stage.
 from __future__ import annotations
 
 import importlib.util
+import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -93,11 +94,10 @@ class Study:
     def __post_init__(self) -> None:
         file = Path(self.run_path) / TIME_LEDGER
         if file.exists():
-            import json
-
             try:
-                self.earlier = json.loads(file.read_text(encoding="utf-8"))
-                float(self.earlier["seconds"]), int(self.earlier["runs"])
+                earlier = json.loads(file.read_text(encoding="utf-8"))
+                self.earlier = {**earlier, "seconds": float(earlier["seconds"]),
+                                "runs": int(earlier["runs"])}
             except (OSError, ValueError, KeyError, TypeError):
                 self.earlier = {}
                 self.notes.append(f"{file} is unreadable: times count from this run only")
@@ -109,8 +109,8 @@ class Study:
         for name, seconds in self.timings.items():
             stages[name] = stages.get(name, 0.0) + seconds
         this = time.perf_counter() - self.started
-        return {"seconds": float(self.earlier.get("seconds", 0.0)) + this, "stages": stages,
-                "runs": int(self.earlier.get("runs", 0)) + 1, "this_run_seconds": this}
+        return {"seconds": self.earlier.get("seconds", 0.0) + this, "stages": stages,
+                "runs": self.earlier.get("runs", 0) + 1, "this_run_seconds": this}
 
     def encoders(self) -> tuple[list[str], list[str]]:
         """(encoders to score, encoders to probe with MeanFlow)."""

@@ -84,8 +84,8 @@ class TrainConfig:
         if self.objective not in OBJECTIVES:
             raise unknown_name("objective", self.objective, OBJECTIVES)
         parse_budget(self.budget)
-        if self.batch_size < 1 or self.train_size < 1:
-            raise EmfBenchError("batch size and training-set size must be at least 1")
+        in_range("the batch size", self.batch_size, 1)
+        in_range("the training-set size", self.train_size, 1)
         in_range("the learning rate", self.lr, 0, 1, low_open=True)
         in_range("final_lr (a share of the learning rate)", self.final_lr, 0, 1)
         in_range("grad_clip", self.grad_clip, 0, low_open=True)

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from emf_bench.errors import EmfBenchError
+from emf_bench.errors import EmfBenchError, in_range
 from emf_bench.text.card import EncoderCard
 from emf_bench.text.features import TextFeatures, pad_sequences, pool
 
@@ -77,8 +77,7 @@ class Encoder:
     CHOOSES_LAYER = False
 
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
-        if batch_size < 1:
-            raise EmfBenchError(f"batch size must be at least 1, got {batch_size}")
+        in_range("batch size", batch_size, 1)
         self.check_card(card)
         self.card = card
         self.device = resolve_device(device)
