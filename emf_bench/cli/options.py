@@ -42,11 +42,15 @@ Offline = Annotated[bool, typer.Option(
     "--offline", help="Never contact the Hugging Face Hub (HF_HUB_OFFLINE=1).")]
 
 
-FirstTasks = Annotated[str, typer.Option(
+FirstTasks = Annotated[str | None, typer.Option(
     "--first-tasks", help="Curriculum: world tasks (comma-separated, e.g. position) a probe "
-    "trains on alone for the first --first-share of its budget, before the whole mix.")]
-FirstShare = Annotated[float, typer.Option(
-    "--first-share", help="Budget share of the curriculum's first part (0: none).")]
+    "trains on alone for the first --first-share of its budget, before the whole mix "
+    "\\[default: run: the profile's (long: position,color_attr); train-probe: none].",
+    show_default=False)]
+FirstShare = Annotated[float | None, typer.Option(
+    "--first-share", help="Budget share of the curriculum's first part; 0 alone: no "
+    "curriculum \\[default: run: the profile's (long: 0.5); train-probe: 0].",
+    show_default=False)]
 
 
 def split_names(value: str) -> tuple[str, ...]:

@@ -79,8 +79,8 @@ def train_probe(
         show_default=False)] = None,
     train_size: Annotated[int, typer.Option(
         "--train-size", help="World training scenes rendered for the probe.")] = 20000,
-    first_tasks: FirstTasks = "",
-    first_share: FirstShare = 0.0,
+    first_tasks: FirstTasks = None,
+    first_share: FirstShare = None,
     checkpoint_every: Annotated[int, typer.Option(
         "--checkpoint-every", help="Save a checkpoint every N steps (and at the end).")] = 250,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an unfinished probe.")
@@ -117,7 +117,8 @@ def train_probe(
                          lr=lr, conditioning=conditioning, schedule=schedule, jvp=jvp,
                          tangent=tangent, train_size=train_size, seed=seed,
                          checkpoint_every=checkpoint_every,
-                         first_tasks=split_names(first_tasks), first_share=first_share,
+                         first_tasks=split_names(first_tasks or ""),
+                         first_share=first_share or 0.0,
                          **extra)
     config.probe_config(cond_dim=1)  # an unknown preset fails here, before anything loads
     card = encoder_registry(encoders_dir).card(encoder).for_world(world.to_dict())

@@ -27,7 +27,8 @@ from emf_bench.errors import in_range
 def run_command(
     profile: Annotated[str, typer.Option(
         "--profile", help="quick: a 2-core laptop CPU in at most 20 minutes; long: the same "
-        "probes trained 4000 steps (about 54 minutes on that CPU); full: 30-minute probes "
+        "probes trained 4000 steps, the first half on position and color_attr prompts (about "
+        "50 minutes on that CPU); full: 30-minute probes "
         "for every encoder (about 3.5 hours), sized for a GPU.")] = "quick",
     encoder: Annotated[list[str] | None, typer.Option(
         "--encoder", "-e", help="Also score and probe this encoder (repeatable).",
@@ -39,8 +40,8 @@ def run_command(
         "--guidance", help="Override the profile's sampling-time guidance (1: none, one network "
         "evaluation per step; the MeanFlow probes carry the guidance trained into them either "
         "way; EMF also reports guided sampling).", show_default=False)] = None,
-    first_tasks: FirstTasks = "",
-    first_share: FirstShare = 0.0,
+    first_tasks: FirstTasks = None,
+    first_share: FirstShare = None,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", help="Train up to this many probes at once, each in its own process. "
         "For a GPU, which one small probe leaves mostly idle (on an H200 three side by side "
@@ -68,7 +69,8 @@ def run_command(
     from emf_bench.storage import atomic_write_json
 
     go_offline(offline)
-    chosen = study_module.profile(profile, budget, guidance, split_names(first_tasks),
+    chosen = study_module.profile(profile, budget, guidance,
+                                  None if first_tasks is None else split_names(first_tasks),
                                   first_share)
     extra = tuple(dict.fromkeys(encoder or []))
     dirs = tuple(encoders_dir or [])

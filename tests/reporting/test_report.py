@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from emf_bench import study as study_module
 from emf_bench.cli import main
+from emf_bench.errors import EmfBenchError
 from emf_bench.reporting import collect
 from emf_bench.study import Profile, Study
 
@@ -126,8 +128,6 @@ def copy_with_train_settings(study_run, run: Path, probe: str, edit) -> None:
 
 
 def test_a_probe_from_other_settings_stops_the_study_with_its_way_out(study_run, tmp_path):
-    from emf_bench.errors import EmfBenchError
-
     run = tmp_path / "run"
     # a probe trained before --tangent existed (its checkpoint has no "tangent": "sample")
     copy_with_train_settings(study_run, run, "class-label/meanflow",
@@ -245,6 +245,23 @@ def test_unknown_profile_and_encoder(capsys, tmp_path):
     assert "does not parse" in capsys.readouterr().err
     assert main(["run", "--jobs", "0", "--run-dir", str(tmp_path)]) == 2
     assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["run", "--first-tasks", "position", "--run-dir", str(tmp_path)]) == 2
+    assert "a curriculum needs both its tasks and a share" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_a_profile_keeps_its_curriculum_unless_told_otherwise():
+    long = study_module.profile("long")
+    assert (long.first_tasks, long.first_share) == (("position", "color_attr"), 0.5)
+    none = study_module.profile("long", first_share=0)  # --first-share 0: no curriculum
+    assert (none.first_tasks, none.first_share) == ((), 0)
+    position = study_module.profile("long", first_tasks=("position",))
+    assert (position.first_tasks, position.first_share) == (("position",), 0.5)
+    assert study_module.profile("quick").first_tasks == ()
+    quick = study_module.profile("quick", first_tasks=("counting",), first_share=0.25)
+    assert (quick.first_tasks, quick.first_share) == (("counting",), 0.25)
+    with pytest.raises(EmfBenchError, match="needs both its tasks and a share"):
+        study_module.profile("long", first_tasks=(), first_share=0.5)
 
 
 def chromium() -> str | None:
