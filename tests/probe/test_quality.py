@@ -6,8 +6,9 @@ and colors, ahead of the flow-matching probe of the same budget, and within 0.1 
 run (with guidance trained in, single_object 0.73 and 0.85, colors 0.74 and 0.81 at 16 images
 per prompt); the 1-to-4-step gap is about 0.12 (0.09 to 0.14 over the recipes and seeds
 measured), so the third is not met reliably yet. This test asserts the first two as stated
-and the gap with room for the spread of a 4-image score (0.2: a probe whose one step broke
-scores 0.3 or more below its four), and prints what this run reached.
+and the gap with room for the spread of a 4-image score (0.25: a probe whose one step broke
+scores 0.3 or more below its four; CI runs of the default recipe measured 0.15 to 0.21 at 4
+images per prompt, so 0.2 failed a sound probe), and prints what this run reached.
 """
 
 import pytest
@@ -41,4 +42,4 @@ def test_meanflow_probe_generates_in_one_step_and_flow_matching_does_not(tmp_pat
     assert mf[1] >= fm[1] + 0.1  # one step: MeanFlow generates, flow matching does not
     assert mf["single_object"] >= 0.5 and mf["colors"] >= 0.5
     assert mf[4] >= mf[1] - 0.05  # more steps never make a MeanFlow probe much worse
-    assert mf[4] - mf[1] <= 0.2  # and one step is not far behind four
+    assert mf[4] - mf[1] <= 0.25  # and one step is not far behind four
