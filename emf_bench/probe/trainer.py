@@ -247,11 +247,15 @@ class ProbeTrainer:
             name = state.get("encoder", {}).get("name")
             raise EmfBenchError(f"the checkpoint in {self.probe_dir} was trained with another "
                                 f"encoder or encoder settings ({name}); {self.start_over}")
-        old = TrainConfig.from_dict(state.get("train", {})).comparable()
-        if old != self.config.comparable():
-            changed = sorted(k for k in old if old[k] != self.config.comparable().get(k))
+        old, new = TrainConfig.from_dict(state.get("train", {})).comparable(), \
+            self.config.comparable()
+        if old != new:
+            changed = sorted(k for k in old if old[k] != new.get(k))
+            was = ", ".join(f"{k}={old[k]!r}" for k in changed)
+            now = ", ".join(f"{k}={new.get(k)!r}" for k in changed)
             raise EmfBenchError(f"the checkpoint in {self.probe_dir} has other training "
-                                f"settings ({', '.join(changed)}); {self.start_over}")
+                                f"settings ({', '.join(changed)}): it was trained with {was}, "
+                                f"this run asks for {now}; {self.start_over}")
         if state.get("world") != self.world.config.to_dict():
             raise EmfBenchError(f"the checkpoint in {self.probe_dir} was trained on another "
                                 f"world; {self.start_over}")

@@ -232,7 +232,9 @@ def test_a_curriculum_trains_its_first_share_on_its_tasks_alone(tmp_path, cache,
     assert set().union(*drawn[6:]) - {"position"}  # then the whole mix
     # a resumed probe must keep its curriculum
     with pytest.raises(EmfBenchError, match=r"other training settings \(first_share, "
-                       r"first_tasks\)"):
+                       r"first_tasks\): it was trained with first_share=0.5, "
+                       r"first_tasks=\('position',\), this run asks for first_share=0.0, "
+                       r"first_tasks=\(\)"):
         trainer(tmp_path, cache, budget="14steps").train(resume=True)
 
 

@@ -134,8 +134,9 @@ def test_a_probe_from_other_settings_stops_the_study_with_its_way_out(study_run,
                              lambda train: train.pop("tangent"))
     study = Study(TINY, run, study_run[1].world, device="cpu")
     study.encoders = study_run[1].encoders
-    with pytest.raises(EmfBenchError, match=r"other training settings \(tangent\); run the "
-                       r"study in a new --run-dir"):
+    with pytest.raises(EmfBenchError, match=r"other training settings \(tangent\): it was "
+                       r"trained with tangent='sample', this run asks for tangent='model'; run "
+                       r"the study in a new --run-dir"):
         study.run()
 
 
