@@ -71,8 +71,8 @@ PROFILES["long"] = replace(
     description="the quick study with every probe trained for 4000 steps, the first half on "
     "position and color_attr prompts alone (a curriculum: the mixed training alone does not "
     "teach word order and binding), and 16 images per prompt (narrower intervals). A MeanFlow "
-    "probe takes about 14 minutes, the flow-matching one about 8, on a 2-core CPU: under an "
-    "hour in all")
+    "probe takes about 12 minutes, the flow-matching one about 8, on a 2-core CPU: about 50 "
+    "minutes in all")
 
 
 def minilm_installed() -> bool:

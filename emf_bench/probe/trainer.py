@@ -247,8 +247,8 @@ class ProbeTrainer:
             name = state.get("encoder", {}).get("name")
             raise EmfBenchError(f"the checkpoint in {self.probe_dir} was trained with another "
                                 f"encoder or encoder settings ({name}); {self.start_over}")
-        old, new = TrainConfig.from_dict(state.get("train", {})).comparable(), \
-            self.config.comparable()
+        old = TrainConfig.from_dict(state.get("train", {})).comparable()
+        new = self.config.comparable()
         if old != new:
             changed = sorted(k for k in old if old[k] != new.get(k))
             was = ", ".join(f"{k}={old[k]!r}" for k in changed)

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from emf_bench import study as study_module
 from emf_bench.cli import main
 from emf_bench.errors import EmfBenchError
 from emf_bench.reporting import collect
-from emf_bench.study import Profile, Study
+from emf_bench.study import Profile, Study, profile
 
 TINY = Profile("tiny", "a test profile", probe_encoders=("class-label", "bag-of-words"),
                baselines=("class-label",), budget="3steps", size="tiny", batch_size=8,
@@ -252,17 +251,17 @@ def test_unknown_profile_and_encoder(capsys, tmp_path):
 
 
 def test_a_profile_keeps_its_curriculum_unless_told_otherwise():
-    long = study_module.profile("long")
+    long = profile("long")
     assert (long.first_tasks, long.first_share) == (("position", "color_attr"), 0.5)
-    none = study_module.profile("long", first_share=0)  # --first-share 0: no curriculum
+    none = profile("long", first_share=0)  # --first-share 0: no curriculum
     assert (none.first_tasks, none.first_share) == ((), 0)
-    position = study_module.profile("long", first_tasks=("position",))
+    position = profile("long", first_tasks=("position",))
     assert (position.first_tasks, position.first_share) == (("position",), 0.5)
-    assert study_module.profile("quick").first_tasks == ()
-    quick = study_module.profile("quick", first_tasks=("counting",), first_share=0.25)
+    assert profile("quick").first_tasks == ()
+    quick = profile("quick", first_tasks=("counting",), first_share=0.25)
     assert (quick.first_tasks, quick.first_share) == (("counting",), 0.25)
     with pytest.raises(EmfBenchError, match="needs both its tasks and a share"):
-        study_module.profile("long", first_tasks=(), first_share=0.5)
+        profile("long", first_tasks=(), first_share=0.5)
 
 
 def chromium() -> str | None:
