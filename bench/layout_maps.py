@@ -4,8 +4,8 @@ position, with and without the U-Net's layout maps.
     python bench/layout_maps.py [--tasks position] [--budget 1450steps] [--per-prompt 16]
                                 [--encoders class-label,bag-of-words] [--out DIR]
 
-Trains MeanFlow probes (the `cpu` preset, defaults otherwise) on the world's training scenes of
-`--tasks` only, once with the preset's layout maps and once without (`unet_layout=0`), and
+Trains MeanFlow probes (defaults otherwise) on the world's training scenes of `--tasks` only,
+once with layout maps (the `cpu-layout` preset) and once without (the `cpu` preset), and
 scores world-GenEval position at 1, 4 and 16 steps (exact detector, no guidance). bag-of-words
 cannot tell "a circle left of a square" from "a square left of a circle" (the same words), so
 a probe that places objects by the prompt separates the two encoders. Prints markdown for
@@ -15,19 +15,14 @@ BENCHMARKS.md. Runs are step-budgeted; probes already trained in --out are reuse
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from emf_bench.evaluation.world_scores import world_geneval
 from emf_bench.generators.probe import ProbeGenerator
-from emf_bench.probe import model as probe_model
 from emf_bench.probe.trainer import ProbeTrainer, TrainConfig
 from emf_bench.text.cache import FeatureCache
 from emf_bench.text.registry import EncoderRegistry
 from emf_bench.world import World
-
-probe_model.PROBE_PRESETS["cpu-no-layout"] = lambda **kw: dataclasses.replace(
-    probe_model.cpu_unet(**kw), unet_layout=0)
 
 
 class TaskWorld(World):
@@ -56,7 +51,7 @@ def main() -> None:
           f"{args.per_prompt} images per prompt, no guidance.\n")
     print("| encoder | layout maps | 1 step | 4 steps | 16 steps |")
     print("|---|---|---|---|---|")
-    for size in ("cpu", "cpu-no-layout"):
+    for size in ("cpu-layout", "cpu"):
         for encoder in args.encoders.split(","):
             folder = args.out / f"{encoder}-{size}"
             ProbeTrainer(registry.card(encoder), TrainConfig(budget=args.budget, size=size),
@@ -65,7 +60,7 @@ def main() -> None:
                                    per_prompt=args.per_prompt, guidance=1.0,
                                    tasks=("position",))
             row = " | ".join(f"{scores[k]['overall']:.3f}" for k in (1, 4, 16))
-            print(f"| {encoder} | {'yes' if size == 'cpu' else 'no'} | {row} |", flush=True)
+            print(f"| {encoder} | {'yes' if size == 'cpu-layout' else 'no'} | {row} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -64,11 +64,13 @@ PROFILES = {
         size="gpu-unet", batch_size=64, steps=(1, 2, 4, 16)),
 }
 # Position and color_attr first: the mixed training alone does not teach the relation, and
-# position alone first loses color_attr (BENCHMARKS.md, "A curriculum").
+# position alone first loses color_attr (BENCHMARKS.md, "A curriculum"); layout maps, so that
+# the prompt can place objects at all.
 PROFILES["long"] = replace(
     PROFILES["quick"], name="long", budget="4000steps", images_per_prompt=16,
-    first_tasks=("position", "color_attr"), first_share=0.5,
-    description="the quick study with every probe trained for 4000 steps, the first half on "
+    first_tasks=("position", "color_attr"), first_share=0.5, size="cpu-layout",
+    description="the quick study with every probe trained for 4000 steps (the cpu-layout "
+    "preset: the U-Net with layout maps), the first half on "
     "position and color_attr prompts alone (a curriculum: the mixed training alone does not "
     "teach word order and binding), and 16 images per prompt (narrower intervals). A MeanFlow "
     "probe takes about 12 minutes, the flow-matching one about 8, on a 2-core CPU: about 50 "

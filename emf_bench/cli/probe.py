@@ -44,8 +44,9 @@ def train_probe(
     budget: Annotated[str, typer.Option(
         "--budget", help="Training budget: time (90s, 4m, 1.5h) or steps (3000steps).")] = "4m",
     size: Annotated[str, typer.Option(
-        "--size", help="Probe size preset: cpu (U-Net, minutes on a laptop), cpu-dit, gpu-unet, "
-        "gpu-dit-s, gpu-dit-b.")] = "cpu",
+        "--size", help="Probe size preset: cpu (U-Net, minutes on a laptop), cpu-layout (the "
+        "same with layout maps, so the prompt can place objects: for longer runs with position "
+        "prompts), cpu-dit, gpu-unet, gpu-dit-s, gpu-dit-b.")] = "cpu",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Global batch size.")] = 32,
     lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 2e-3,
     conditioning: Annotated[str, typer.Option(
