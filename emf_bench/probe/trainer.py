@@ -249,6 +249,12 @@ class ProbeTrainer:
                                 f"encoder or encoder settings ({name}); {self.start_over}")
         old = TrainConfig.from_dict(state.get("train", {})).comparable()
         new = self.config.comparable()
+        if old["size"] != new["size"] and "probe" in state:
+            # A preset renamed since (cpu with layout maps is now cpu-layout) that builds the
+            # checkpoint's own network is the same setting.
+            built = ProbeConfig.from_dict(state["probe"])
+            if built == self.config.probe_config(built.cond_dim):
+                old["size"] = new["size"]
         if old != new:
             changed = sorted(k for k in old if old[k] != new.get(k))
             was = ", ".join(f"{k}={old[k]!r}" for k in changed)

@@ -136,6 +136,20 @@ def test_a_resumed_probe_keeps_its_network_when_the_preset_changes(tmp_path, cac
     fresh = trainer(tmp_path, cache, "fresh", budget="4steps").train()
     assert fresh["probe"]["unet_attention"] is True
 
+
+def test_a_renamed_preset_that_builds_the_same_network_resumes(tmp_path, cache, monkeypatch):
+    # (as the long study's run dirs from when `cpu` had the layout maps `cpu-layout` has now)
+    from emf_bench.probe import model as model_module
+
+    trainer(tmp_path, cache, budget="4steps").train()
+    monkeypatch.setitem(model_module.PROBE_PRESETS, "tiny-renamed",
+                        model_module.PROBE_PRESETS["tiny"])
+    resumed = trainer(tmp_path, cache, budget="8steps", size="tiny-renamed").train(resume=True)
+    assert resumed["step"] == 8
+    refusal = r"other training settings \(size\): it was trained with size='tiny-renamed', this "
+    with pytest.raises(EmfBenchError, match=refusal + r"run asks for size='cpu'"):
+        trainer(tmp_path, cache, budget="12steps", size="cpu").train(resume=True)
+
 def test_corrupt_or_missing_checkpoints_are_named(tmp_path, cache):
     trainer(tmp_path, cache, budget="4steps").train()
     folder = tmp_path / "probe/checkpoints/step-0000004"
