@@ -58,10 +58,13 @@ PROFILES = {
         "full", "every built-in encoder scored and probed with MeanFlow for 30 minutes, "
         "flow-matching baselines for class-label and minilm, the GPU U-Net preset, 1, 2, 4 "
         "and 16 steps: 7 probes, 3.5 hours of training by the time budgets (1.5 with --jobs "
-        "3). Sized for a GPU (an H200 trains a gpu-unet MeanFlow probe at about 14 steps/s; a "
-        "CPU would give each probe a small fraction of that)",
+        "3). Sized for a GPU (an H200 trains a gpu-unet MeanFlow probe at about 10 steps/s of "
+        "512 images; a CPU would give each probe a small fraction of that)",
+        # Batch 512, not 64: on an H200 a step of 512 costs 1.3x a step of 64 (launches, not
+        # arithmetic, bound the small one), and 1000 steps of 512 scored 0.52 at 1 step against
+        # 0.27 for 64 and 0.47 for four minutes of 64 (BENCHMARKS.md, "On a GPU").
         probe_encoders=BUILTIN_ENCODERS, baselines=("class-label", "minilm"), budget="30m",
-        size="gpu-unet", batch_size=64, steps=(1, 2, 4, 16)),
+        size="gpu-unet", batch_size=512, steps=(1, 2, 4, 16)),
 }
 # Position and color_attr first: the mixed training alone does not teach the relation, and
 # position alone first loses color_attr (BENCHMARKS.md, "A curriculum"); layout maps, so that
