@@ -1,11 +1,12 @@
 """What a CPU probe learns in four minutes on two cores (slow; `.ci/run` runs it).
 
-The budget is the steps four minutes bought on the reference host (BENCHMARKS.md, "Probe
-training", 2 cores: a MeanFlow probe reached about 1480 steps in 4 minutes, its flow-matching
-warm start included; flow matching trains 263 images/s, 1970 steps of 32): 1450 steps for
-MeanFlow and 1950 for flow matching. A time budget would measure the host instead: on a host
-at 58% of that speed the same test trained 55% of the steps and failed single_object (0.40)
-with nothing changed in the code. On such a host it takes longer, not scores lower.
+The budget is the steps four minutes bought a MeanFlow probe on the reference host
+(BENCHMARKS.md, "Probe training", 2 cores: about 1480, its flow-matching warm start included):
+1450 steps, the same for the flow-matching probe (the same budget in steps; four minutes would
+buy it about 1970, which at 1 step still scores near 0). A time budget would measure the host
+instead: on a host at 58% of that speed the same test trained 55% of the steps and failed
+single_object (0.40) with nothing changed in the code. On such a host it takes longer, not
+scores lower.
 
 The issue's targets for the class-label MeanFlow probe at 1 step: 0.5 on world single_object
 and colors, ahead of the flow-matching probe of the same budget, and within 0.1 of its own
@@ -26,8 +27,7 @@ from emf_bench.probe.trainer import ProbeTrainer, TrainConfig
 from emf_bench.text.registry import EncoderRegistry
 from emf_bench.world import World
 
-# The steps a 4-minute budget gave each objective on the reference host (module docstring).
-STEPS = {"meanflow": "1450steps", "flow-matching": "1950steps"}
+BUDGET = "1450steps"  # what 4 minutes gave a MeanFlow probe on the reference host (docstring)
 
 
 @pytest.mark.slow
@@ -37,7 +37,7 @@ def test_meanflow_probe_generates_in_one_step_and_flow_matching_does_not(tmp_pat
     scores = {}
     for objective in ("meanflow", "flow-matching"):
         folder = tmp_path / objective
-        ProbeTrainer(card, TrainConfig(objective=objective, budget=STEPS[objective]), world, folder,
+        ProbeTrainer(card, TrainConfig(objective=objective, budget=BUDGET), world, folder,
                      cache).train()
         generator = ProbeGenerator(folder, cache=cache)
         overall = world_geneval(generator, world, (1, 4), guidance=1.0)
