@@ -12,11 +12,12 @@ The issue's targets for the class-label MeanFlow probe at 1 step: 0.5 on world s
 and colors, ahead of the flow-matching probe of the same budget, and within 0.1 of its own
 4-step score. Measured with the default recipe (BENCHMARKS.md): the first two hold in every
 run (with guidance trained in, single_object 0.73 and 0.85, colors 0.74 and 0.81 at 16 images
-per prompt); the 1-to-4-step gap is about 0.14 (twelve seeds trained on a GPU: 0.11 to 0.18;
-CPU runs 0.09 to 0.14), so the third is not met yet. This test asserts the first two as stated
-and the gap with room for the spread of a 4-image score (0.25: a probe whose one step broke
-scores 0.3 or more below its four; CI runs of the default recipe measured 0.15 to 0.21 at 4
-images per prompt, so 0.2 failed a sound probe), and prints what this run reached.
+per prompt); the 1-to-4-step gap is about 0.14 (eighteen seeds, six on the CPU and twelve on a
+GPU: 0.11 to 0.18; bench/gap_seeds.py), so the third is not met yet. This test asserts the
+first two as stated and the gap with room for the spread of a 4-image score (0.25: a probe
+whose one step broke scores 0.3 or more below its four; CI runs of the default recipe measured
+0.15 to 0.21 at 4 images per prompt, so 0.2 failed a sound probe), and prints what this run
+reached.
 """
 
 import pytest
