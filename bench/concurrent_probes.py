@@ -2,7 +2,7 @@
 
     python bench/concurrent_probes.py --out DIR [--size gpu-unet] [--batch-size 64]
         [--budget 4m] [--probes ENCODER:OBJECTIVE,...] [--steps 1,2,4,16]
-        [--images-per-prompt 16] [--device cuda] [--threads 4]
+        [--images-per-prompt 16] [--device cuda] [--threads 4] [--train-size 20000]
 
 Default probes: class-label and bag-of-words with MeanFlow, class-label with flow matching.
 A small probe does not fill a GPU (kernel launches, not arithmetic, bound its step), so the
@@ -42,7 +42,8 @@ def train_all(args, probes: list[tuple[str, str]]) -> dict[str, Path]:
                             "--budget", args.budget, "--size", args.size,
                             "--batch-size", str(args.batch_size), "--device", args.device,
                             "--run-dir", str(run_dir), "--cache-dir", str(args.out / "cache"),
-                            "--no-quick-eval", "--resume", "--seed", str(args.seed))
+                            "--no-quick-eval", "--resume", "--seed", str(args.seed),
+                            "--train-size", str(args.train_size))
         log = open(args.out / f"{name}.log", "w")  # noqa: SIM115 (closed below)
         running[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                           env=env), log, run_dir / "probes" / encoder / objective)
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-size", type=int, default=20000, help="training scenes")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     probes = [tuple(p.split(":")) for p in args.probes.split(",")]

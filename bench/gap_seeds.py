@@ -2,7 +2,7 @@
 
     python bench/gap_seeds.py --out DIR [--seeds 0,1,2,3] [--size cpu] [--batch-size 32]
         [--budget 1450steps] [--encoder class-label] [--images-per-prompt 16]
-        [--device cuda] [--threads 2] [--report-only]
+        [--device cuda] [--threads 2] [--train-size 20000] [--report-only]
 
 One `bench/concurrent_probes.py` per seed (a real `emf-bench train-probe` of a MeanFlow probe,
 then `emf-bench eval` on world-GenEval at 1 and 4 steps, no guidance, world-exact detector),
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--images-per-prompt", type=int, default=16)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-size", type=int, default=20000, help="training scenes")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -59,7 +60,7 @@ def train_and_score(args, seeds: list[int]) -> list[int]:
                    "--budget", args.budget, "--probes", f"{args.encoder}:meanflow",
                    "--steps", "1,4", "--images-per-prompt", str(args.images_per_prompt),
                    "--device", args.device, "--threads", str(args.threads),
-                   "--seed", str(seed)]
+                   "--seed", str(seed), "--train-size", str(args.train_size)]
         out.mkdir(parents=True, exist_ok=True)
         log = open(out / "gap_seeds.log", "w")  # noqa: SIM115 (closed below)
         running[seed] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
