@@ -119,13 +119,12 @@ class CountingGenerator:
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise KeyboardInterrupt
-        world = WORLD  # one world: its catalogue takes 60 ms to build
-        return [world.render(world.sample_scene(world.catalogue[s % 3].meaning,
+        return [WORLD.render(WORLD.sample_scene(WORLD.catalogue[s % 3].meaning,
                                                 np.random.default_rng(s + steps)))
                 for s in seeds]
 
 
-WORLD = World()
+WORLD = World()  # one for every stub image: its catalogue takes 60 ms to build
 
 
 def test_an_interrupted_sweep_resumes_to_identical_results(tmp_path):
