@@ -52,8 +52,11 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 class StepProgress:
     """A training progress bar: share of the budget done, loss and images/s."""
 
-    def __init__(self, description: str, total_steps: float | None = None):
-        self.description, self.total_steps = description, total_steps
+    def __init__(self, description: str, total_steps: float | None = None,
+                 after: float | None = None):
+        """`after`: the estimated seconds of work after this bar (a study's other probes and
+        its evaluation), shown as the whole study's time left."""
+        self.description, self.total_steps, self.after = description, total_steps, after
         self._bar = None
 
     def __enter__(self) -> StepProgress:
@@ -79,8 +82,11 @@ class StepProgress:
 
     def update(self, step: int, progress: float, loss: float, rate: float, phase: str) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, completed=progress,
-                             info=f"step {step} {phase} loss {loss:.3g} {rate:.0f} img/s")
+            info = f"step {step} {phase} loss {loss:.3g} {rate:.0f} img/s"
+            left = self._bar.tasks[0].time_remaining
+            if self.after is not None and left is not None:
+                info += f" | study ~{(left + self.after) / 60:.0f} min left"
+            self._bar.update(self._task, completed=progress, info=info)
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:

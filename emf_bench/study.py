@@ -48,22 +48,24 @@ NEEDS_MINILM = ("minilm", "random-transformer")  # weights, or MiniLM's tokenize
 
 PROFILES = {
     "quick": Profile(
-        "quick", "every built-in encoder scored; MeanFlow probes for class-label, bag-of-words "
-        "and minilm and a flow-matching baseline for class-label, 3.5 minutes each; "
-        "world-GenEval and world-DPG at 1, 2, 4 and 8 steps. Sized for a 2-core laptop CPU "
-        "(at most 20 minutes)",
-        probe_encoders=("class-label", "bag-of-words", "minilm"), baselines=("class-label",),
-        budget="3.5m"),
+        "quick", "every built-in encoder scored; MeanFlow probes for class-label, bag-of-words, "
+        "minilm and constant (a negative control) and a flow-matching baseline for class-label, "
+        "1200 steps each; world-GenEval and world-DPG at 1, 2, 4 and 8 steps. Sized for a "
+        "2-core laptop CPU: the study prints its estimated time before it trains (about 18 "
+        "minutes where the cpu preset trains MeanFlow at 170 images/s, 40 at 70)",
+        probe_encoders=("class-label", "bag-of-words", "minilm", "constant"),
+        baselines=("class-label",), budget="1200steps"),
     "full": Profile(
-        "full", "every built-in encoder scored and probed with MeanFlow for 30 minutes, "
-        "flow-matching baselines for class-label and minilm, the GPU U-Net preset, 1, 2, 4 "
-        "and 16 steps: 7 probes, 3.5 hours of training by the time budgets (1.5 with --jobs "
-        "3). Sized for a GPU (an H200 trains a gpu-unet MeanFlow probe at about 10 steps/s of "
-        "512 images; a CPU would give each probe a small fraction of that)",
+        "full", "every built-in encoder scored and probed with MeanFlow for 12000 steps of 512 "
+        "images, flow-matching baselines for class-label and minilm, the GPU U-Net preset, 1, "
+        "2, 4 and 16 steps: 7 probes, about 2.5 hours of training on an H200 (about 10 "
+        "MeanFlow steps/s of 512; 1 hour with --jobs 3). Sized for a GPU: a CPU would take "
+        "days",
         # Batch 512, not 64: on an H200 a step of 512 costs 1.3x a step of 64 (launches, not
         # arithmetic, bound the small one), and 1000 steps of 512 scored 0.52 at 1 step against
         # 0.27 for 64 and 0.47 for four minutes of 64 (BENCHMARKS.md, "On a GPU").
-        probe_encoders=BUILTIN_ENCODERS, baselines=("class-label", "minilm"), budget="30m",
+        probe_encoders=BUILTIN_ENCODERS, baselines=("class-label", "minilm"),
+        budget="12000steps",
         size="gpu-unet", batch_size=512, steps=(1, 2, 4, 16)),
 }
 # Position and color_attr first: the mixed training alone does not teach the relation, and
@@ -95,6 +97,8 @@ class Study:
     cache_dir: Path | None = None
     seed: int = 0
     jobs: int = 1  # probes trained at once, each in its own process (a GPU's idle share)
+    precision: str = "auto"  # TrainConfig.precision
+    threads: int | None = None  # intra-op threads for training (None: the physical cores)
     timings: dict[str, float] = field(default_factory=dict)  # this run's stages
     notes: list[str] = field(default_factory=list)
     earlier: dict[str, Any] = field(default_factory=dict)  # the ledger of earlier runs
@@ -160,6 +164,8 @@ class Study:
         total = 1 + 2 * len(probes)
         stage(f"1/{total} scoring {len(scored)} encoders: {', '.join(scored)}")
         self._timed("encoder scores", self.score, scored, cache)
+        estimate = self.estimate(probes)
+        stage(estimate["line"])
         if self.jobs > 1 and len(probes) > 1:
             stage(f"2-{1 + len(probes)}/{total} training {len(probes)} probes, "
                   f"{min(self.jobs, len(probes))} at a time ({self.profile.budget} each)")
@@ -169,12 +175,15 @@ class Study:
             for i, (encoder, objective) in enumerate(probes, start=2):
                 stage(f"{i}/{total} training the {objective} probe of {encoder} "
                       f"({self.profile.budget})")
-                folders.append(self._timed("probes", self.train, encoder, objective, cache))
+                after = sum(estimate["probes"][i - 1:]) + estimate["evaluation"]
+                folders.append(self._timed("probes", self.train, encoder, objective, cache,
+                                           after))
         for i, folder in enumerate(folders, start=2 + len(probes)):
             stage(f"{i}/{total} evaluating {folder.parent.name}/{folder.name} at steps "
                   f"{', '.join(map(str, self.profile.steps))}")
             self._timed("evaluation", self.evaluate, folder, cache)
-        return {"scored": scored, "probes": [f"{e}/{o}" for e, o in probes]}
+        return {"scored": scored, "probes": [f"{e}/{o}" for e, o in probes],
+                "estimated_seconds": round(estimate["seconds"], 1)}
 
     def score(self, names: list[str], cache) -> None:
         from emf_bench.analysis.scoring import ScoreConfig, score_encoders
@@ -184,22 +193,64 @@ class Study:
         score_encoders(self.cards(names), config, self.run_path, cache, device=self.device,
                        batch_size=64)
 
-    def train(self, encoder: str, objective: str, cache) -> Path:
-        from emf_bench.probe.trainer import ProbeTrainer, TrainConfig
+    def train_config(self, objective: str):
+        from emf_bench.probe.trainer import TrainConfig
+
+        return TrainConfig(objective=objective, size=self.profile.size,
+                           budget=self.profile.budget, batch_size=self.profile.batch_size,
+                           train_size=self.profile.train_size, seed=self.seed,
+                           first_tasks=self.profile.first_tasks,
+                           first_share=self.profile.first_share, precision=self.precision)
+
+    def estimate(self, probes: list[tuple[str, str]]) -> dict[str, Any]:
+        """The study's training and evaluation time on this machine, from a few measured steps
+        (probe/speed.py): seconds per probe, for evaluation, and a line saying so."""
+        import torch
+
+        from emf_bench.evaluation.suites import SuiteSources, load_suite
+        from emf_bench.probe.precision import check_threads, resolve_precision
+        from emf_bench.probe.speed import probe_seconds, step_seconds
+        from emf_bench.probe.trainer import parse_budget
+        from emf_bench.text.base import resolve_device
+
+        device = resolve_device(self.device)
+        precision = resolve_precision(self.precision, device)
+        torch.set_num_threads(check_threads(self.threads))
+        kind, budget = parse_budget(self.profile.budget)
+        per_step = step_seconds(self.train_config("meanflow"), 256, device, precision)
+        seconds = [budget if kind == "time" else
+                   probe_seconds(self.train_config(objective), int(budget), per_step)
+                   for _, objective in probes]
+        if self.jobs > 1 and len(probes) > 1:  # side by side: measured alone, so a bound
+            seconds = [s / min(self.jobs, len(probes)) for s in seconds]
+        sources = SuiteSources(world=self.world)
+        images = sum(len(load_suite(s, sources)) for s in ("world-geneval", "world-dpg")) \
+            * self.profile.images_per_prompt
+        evaluation = len(probes) * images * sum(self.profile.steps) * per_step["sample"]
+        total = sum(seconds) + evaluation
+        how = (f"{self.profile.budget} each" if kind == "time" else
+               f"{int(budget)} steps each; measured here: {per_step['meanflow']:.2f} s a "
+               f"MeanFlow step, {per_step['flow-matching']:.2f} s a flow-matching step, "
+               f"{precision}, {torch.get_num_threads()} threads")
+        return {"probes": seconds, "evaluation": evaluation, "seconds": total,
+                "line": f"estimated time: {total / 60:.1f} min ({len(probes)} probes, "
+                        f"{sum(seconds) / 60:.1f} min of training at {how}; evaluation "
+                        f"{evaluation / 60:.1f} min)"}
+
+    def train(self, encoder: str, objective: str, cache, after: float | None = None) -> Path:
+        """Train one probe; `after`: the study's estimated seconds after this probe (shown in
+        its progress bar)."""
+        from emf_bench.probe.trainer import ProbeTrainer
         from emf_bench.world import World, WorldConfig
 
         (card,) = self.cards([encoder])
-        config = TrainConfig(objective=objective, size=self.profile.size,
-                             budget=self.profile.budget, batch_size=self.profile.batch_size,
-                             train_size=self.profile.train_size, seed=self.seed,
-                             first_tasks=self.profile.first_tasks,
-                             first_share=self.profile.first_share)
+        config = self.train_config(objective)
         folder = self.run_path / "probes" / card.name / objective
         trainer = ProbeTrainer(card, config, World(WorldConfig.from_dict(self.world)), folder,
                                cache, device=self.device,
                                start_over="run the study in a new --run-dir (or delete that "
-                               "probe folder to retrain it)")
-        trainer.train(resume=True)
+                               "probe folder to retrain it)", threads=self.threads)
+        trainer.train(resume=True, study_after=after)
         return folder
 
     def train_side_by_side(self, probes: list[tuple[str, str]]) -> list[Path]:
@@ -208,17 +259,19 @@ class Study:
         worker's error stops the study with that error; so do an interrupt and a killed worker,
         and the other workers are ended (their last checkpoints stay; a re-run resumes)."""
         import multiprocessing
-        import os
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
         from concurrent.futures.process import BrokenProcessPool
 
         from emf_bench.progress import stage
 
         jobs = min(self.jobs, len(probes))
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        from emf_bench.probe.precision import physical_cores
+
+        threads = max(1, (self.threads or physical_cores()) // jobs)
         fields = {"profile": self.profile, "run_path": self.run_path, "world": self.world,
                   "encoders_dirs": self.encoders_dirs, "device": self.device,
-                  "cache_dir": self.cache_dir, "seed": self.seed}
+                  "cache_dir": self.cache_dir, "seed": self.seed,
+                  "precision": self.precision, "threads": threads}
         pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _worker_setup,
                                    (threads,))
         finished = False

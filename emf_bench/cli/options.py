@@ -35,6 +35,24 @@ def _check_device(value: str) -> str:
 
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, auto.",
                                      callback=_check_device)]
+Precision = Annotated[str, typer.Option(
+    "--precision", help="Training arithmetic: auto (bf16 autocast where the device does bf16 "
+    "natively: CPUs with AVX512-BF16 or AMX, recent GPUs; else float32), float32, bfloat16.")]
+Threads = Annotated[int | None, typer.Option(
+    "--threads", help="Intra-op CPU threads for training \\[default: the physical cores].",
+    show_default=False)]
+
+
+def check_hardware(device: str, precision: str, threads: int | None) -> int:
+    """Refuse a precision the device cannot do and more threads than cores, before any work;
+    returns the thread count to train with."""
+    from emf_bench.probe.precision import check_threads, resolve_precision
+    from emf_bench.text.base import resolve_device
+
+    resolve_precision(precision, resolve_device(device))
+    return check_threads(threads)
+
+
 CacheDir = Annotated[Path | None, typer.Option(
     "--cache-dir", help="Feature cache \\[default: $EMF_BENCH_CACHE or "
     "~/.cache/emf-bench/features].", show_default=False)]

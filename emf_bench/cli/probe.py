@@ -15,8 +15,11 @@ from emf_bench.cli.options import (
     FirstTasks,
     Offline,
     Overwrite,
+    Precision,
     RunDirOption,
     Seed,
+    Threads,
+    check_hardware,
     encoder_registry,
     go_offline,
     parse_steps,
@@ -90,6 +93,8 @@ def train_probe(
         "--quick-eval/--no-quick-eval", help="Score world-GenEval at 1, 2 and 4 steps after "
         "training (exact world detector; a few seconds).")] = True,
     device: Device = "auto",
+    precision: Precision = "auto",
+    threads: Threads = None,
     cache_dir: CacheDir = None,
     offline: Offline = False,
     run_dir: RunDirOption = None,
@@ -117,11 +122,12 @@ def train_probe(
     config = TrainConfig(objective=objective, size=size, budget=budget, batch_size=batch_size,
                          lr=lr, conditioning=conditioning, schedule=schedule, jvp=jvp,
                          tangent=tangent, train_size=train_size, seed=seed,
-                         checkpoint_every=checkpoint_every,
+                         checkpoint_every=checkpoint_every, precision=precision,
                          first_tasks=split_names(first_tasks or ""),
                          first_share=first_share or 0.0,
                          **extra)
     config.probe_config(cond_dim=1)  # an unknown preset fails here, before anything loads
+    threads = check_hardware(device, precision, threads)
     card = encoder_registry(encoders_dir).card(encoder).for_world(world.to_dict())
 
     from emf_bench import distributed
@@ -139,7 +145,7 @@ def train_probe(
     world_obj = World(world)
     with run.invocation("train-probe", settings, seed) as entry:
         trainer = ProbeTrainer(card, config, world_obj, folder, FeatureCache(cache_dir),
-                               device=device, init_from=init_from)
+                               device=device, init_from=init_from, threads=threads)
         summary = trainer.train(resume=resume, overwrite=overwrite)
         entry["result"] = {k: summary[k] for k in ("step", "seconds", "images")}
         scores = None

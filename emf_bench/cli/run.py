@@ -14,8 +14,11 @@ from emf_bench.cli.options import (
     FirstShare,
     FirstTasks,
     Offline,
+    Precision,
     RunDirOption,
     Seed,
+    Threads,
+    check_hardware,
     go_offline,
     results_console,
     split_names,
@@ -50,6 +53,8 @@ def run_command(
     report: Annotated[bool, typer.Option("--report/--no-report",
                                          help="Write report.html at the end.")] = True,
     device: Device = "auto",
+    precision: Precision = "auto",
+    threads: Threads = None,
     cache_dir: CacheDir = None,
     offline: Offline = False,
     run_dir: RunDirOption = None,
@@ -76,11 +81,13 @@ def run_command(
     dirs = tuple(encoders_dir or [])
     study_module.check_encoders(extra, dirs)
     in_range("--jobs", jobs, 1)
+    threads = check_hardware(device, precision, threads)
     run = RunDir.open(run_dir or default_run_dir(f"study-{chosen.name}"))
     study = study_module.Study(chosen, run.path, world.to_dict(), extra, dirs, device,
-                               cache_dir, seed, jobs)
+                               cache_dir, seed, jobs, precision, threads)
     settings = {"profile": chosen.to_dict(), "extra_encoders": list(extra),
-                "world": world.to_dict(), "device": device, "jobs": jobs}
+                "world": world.to_dict(), "device": device, "jobs": jobs,
+                "precision": precision, "threads": threads}
     with run.invocation("run", settings, seed) as entry:
         result = study.run()
         entry["result"] = result
@@ -100,7 +107,8 @@ def print_study(run_path: Path, notes: list[str], html: Path | None, meta: dict)
     from rich.table import Table
 
     from emf_bench.reporting import collect
-    from emf_bench.reporting.report import checks, headline
+    from emf_bench.reporting.report import headline
+    from emf_bench.reporting.verdict import checks, unequal_training
 
     console = results_console()
     encoders = collect.encoder_table(run_path)
@@ -123,7 +131,10 @@ def print_study(run_path: Path, notes: list[str], html: Path | None, meta: dict)
                           f"(p = {c['p']:.2f}, n = {c['n']})")
         elif c:
             console.print(f"rank correlation of {x}: {c['note']}")
-    for c in checks(study):
+    unfair = unequal_training(collect.probe_table(collect.probes(run_path)))
+    if unfair:
+        console.print(f"warning: {unfair}", style="bold red")
+    for c in checks(study, evals):
         style = "green" if c["verdict"] == "shown" else "yellow"
         console.print(f"{c['verdict']}: {c['claim']} ({c['evidence']})", style=style)
     for note in notes:

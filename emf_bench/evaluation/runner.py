@@ -153,7 +153,7 @@ class StepSweep:
         distributed.barrier()
 
     def chunks(self) -> list[list[int]]:
-        n = len(self.suite.rows) if self.suite.kind == "geneval" else len(self.suite.items)
+        n = len(self.suite)
         size = max(1, self.settings.chunk_prompts)
         return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
 

@@ -28,6 +28,9 @@ class GenEvalSuite:
 
     kind = "geneval"
 
+    def __len__(self) -> int:  # prompts
+        return len(self.rows)
+
 
 @dataclass
 class DPGSuite:
@@ -37,6 +40,9 @@ class DPGSuite:
     official_compat: bool = False
 
     kind = "dpg"
+
+    def __len__(self) -> int:  # prompts
+        return len(self.items)
 
 
 @dataclass

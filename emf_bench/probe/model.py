@@ -648,6 +648,11 @@ def preset(name: str, **overrides) -> ProbeConfig:
     return PROBE_PRESETS[name](**overrides)
 
 
+def _at_least_float32(x: torch.Tensor | None) -> torch.Tensor | None:
+    """bf16 / float16 to float32; float32 and float64 (the JVP tests) as they are."""
+    return x if x is None or x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 class AverageVelocity(nn.Module):
     """u(z_t, r, t) from a backbone, in the configured parameterisation."""
 
@@ -666,7 +671,9 @@ class AverageVelocity(nn.Module):
 
     def forward(self, z, t, r, pooled, tokens=None, token_mask=None):
         z = z.contiguous()  # GroupNorm under forward AD fails on strided (e.g. NHWC) inputs
-        out = self.net(z, t, r, pooled, tokens, token_mask)
+        # float32 from here on under bf16 autocast: u = (z - D) / t divides by t down to t_min
+        # (20x the network's rounding), and the loss and MeanFlow's target are differences.
+        out = _at_least_float32(self.net(z, t, r, pooled, tokens, token_mask))
         if self.config.prediction == "u":
             return out
         scale = t.clamp(min=self.config.t_min)[:, None, None, None]
@@ -675,6 +682,7 @@ class AverageVelocity(nn.Module):
     def dual(self, z, t, r, pooled, tokens, token_mask, dz, dt, dr):
         """(u with its graph, the JVP of u along (dz, dt, dr) without one), in one pass."""
         out, d_out = self.net.dual(z, t, r, pooled, tokens, token_mask, dz, dt, dr)
+        out, d_out = _at_least_float32(out), _at_least_float32(d_out)  # as in forward
         if self.config.prediction == "u":
             return out, d_out
         scale = t.clamp(min=self.config.t_min)[:, None, None, None]

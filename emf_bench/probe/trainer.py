@@ -34,6 +34,13 @@ from emf_bench.errors import EmfBenchError, in_range, unknown_name
 from emf_bench.probe.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from emf_bench.probe.model import ProbeConfig, build_model, preset
 from emf_bench.probe.objectives import OBJECTIVES, Objective, probe_loss
+from emf_bench.probe.precision import (
+    autocast,
+    check_precision,
+    check_threads,
+    hardware_record,
+    resolve_precision,
+)
 from emf_bench.probe.schedules import TimeSchedule
 from emf_bench.storage import atomic_write_json, atomic_write_text
 
@@ -76,6 +83,8 @@ class TrainConfig:
     first_tasks: tuple[str, ...] = ()
     first_share: float = 0.0
     seed: int = 0
+    # auto: bf16 autocast where the device does bf16 natively (probe/precision.py), else float32.
+    precision: str = "auto"
     checkpoint_every: int = 250
     log_every: int = 10
     grad_clip: float = 1.0
@@ -105,6 +114,7 @@ class TrainConfig:
         check_curriculum(self.first_tasks, self.first_share)
         self.meanflow_objective()
         TimeSchedule.named(self.schedule)
+        check_precision(self.precision)
         if self.jvp == "dual" and not preset(self.size).has_tangent_rules:
             raise EmfBenchError(f"--jvp dual needs hand-written tangent rules, which the "
                                 f"{self.size} preset's network has not (the U-Net presets "
@@ -129,10 +139,10 @@ class TrainConfig:
                       time="interval" if self.objective == "meanflow" else "single")
 
     def comparable(self) -> dict[str, Any]:
-        """Fields a resumed run must share with the checkpoint (budget, saving and the JVP's
-        computation, which gives the same du/dt every way, may differ; a flow-matching probe
-        ignores the MeanFlow-only settings)."""
-        free = {"budget", "checkpoint_every", "log_every", "jvp"}
+        """Fields a resumed run must share with the checkpoint (budget, saving, and how the
+        arithmetic is done: the JVP's strategy and the precision, may differ; a flow-matching
+        probe ignores the MeanFlow-only settings)."""
+        free = {"budget", "checkpoint_every", "log_every", "jvp", "precision"}
         if self.objective == "flow-matching":
             free |= set(MEANFLOW_ONLY)
         return {k: v for k, v in self.to_dict().items() if k not in free}
@@ -219,8 +229,9 @@ class ProbeTrainer:
 
     def __init__(self, card, config: TrainConfig, world, probe_dir: Path, cache,
                  device: str | None = "cpu", init_from: Path | None = None,
-                 start_over: str = "use --overwrite to start over"):
-        """`start_over` ends the line that refuses a checkpoint from other settings."""
+                 start_over: str = "use --overwrite to start over", threads: int | None = None):
+        """`start_over` ends the line that refuses a checkpoint from other settings; `threads`:
+        intra-op threads (default: the physical cores)."""
         from emf_bench.text.base import resolve_device
         from emf_bench.text.registry import weights_signature
 
@@ -228,6 +239,8 @@ class ProbeTrainer:
         self.probe_dir = Path(probe_dir)
         self.cache, self.init_from, self.start_over = cache, init_from, start_over
         self.device = resolve_device(device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.threads = check_threads(threads)
         self.budget_kind, self.budget = parse_budget(config.budget)
         self.fingerprint = card.fingerprint(weights_signature(card))
         if config.batch_size % distributed.world_size():
@@ -240,7 +253,8 @@ class ProbeTrainer:
         return {"step": step, "seconds": elapsed, "images": images, "finished": finished,
                 "train": self.config.to_dict(), "probe": self.probe_config.to_dict(),
                 "encoder": self.card.to_dict(), "encoder_fingerprint": self.fingerprint,
-                "world": self.world.config.to_dict()}
+                "world": self.world.config.to_dict(),
+                "hardware": hardware_record(self.device, self.precision, self.threads)}
 
     def _check_resumable(self, state: dict) -> None:
         if state.get("encoder_fingerprint") != self.fingerprint:
@@ -290,15 +304,17 @@ class ProbeTrainer:
 
     def train(self, resume: bool = False, overwrite: bool = False,
               stop_after: int | None = None,
-              snapshot: tuple[float, Callable[[int, float, torch.nn.Module], None]] | None = None
-              ) -> dict[str, Any]:
+              snapshot: tuple[float, Callable[[int, float, torch.nn.Module], None]] | None = None,
+              study_after: float | None = None) -> dict[str, Any]:
         """Train to the budget; returns a summary. `stop_after` (tests) stops early, as a
         killed run would, after that many steps of this call. `snapshot` = (every, fn) calls
         fn(step, training seconds, EMA model) each `every` seconds of training (learning
-        curves; the time fn takes is not training time)."""
+        curves; the time fn takes is not training time). `study_after`: the estimated seconds
+        of a study's work after this probe, counted down in the progress bar."""
         from emf_bench.probe.data import build_dataset
 
         c = self.config
+        torch.set_num_threads(self.threads)
         existing = has_checkpoint(self.probe_dir)
         checkpoint = None
         if existing and not overwrite:
@@ -373,7 +389,8 @@ class ProbeTrainer:
 
         next_snapshot = snapshot[0] if snapshot is not None else float("inf")
         with StepProgress(f"training {self.card.name} {c.objective}",
-                          self.budget if self.budget_kind == "steps" else None) as bar:
+                          self.budget if self.budget_kind == "steps" else None,
+                          after=study_after) as bar:
             calls = 0
             while self.progress(step, elapsed) < 1.0:
                 tick = time.perf_counter()
@@ -397,8 +414,9 @@ class ProbeTrainer:
                 pooled, tokens = model.cond.apply_null(cond["pooled"], cond["tokens"],
                                                        drop[local].to(self.device))
                 cond.update(pooled=pooled, tokens=tokens, dropped=drop[local].to(self.device))
-                loss, info = probe_loss(model, x, noise, t[local].to(self.device),
-                                        r[local].to(self.device), cond, objectives[phase])
+                with autocast(self.device, self.precision):
+                    loss, info = probe_loss(model, x, noise, t[local].to(self.device),
+                                            r[local].to(self.device), cond, objectives[phase])
                 finite = torch.tensor(float(torch.isfinite(loss)))
                 if world > 1:
                     torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)

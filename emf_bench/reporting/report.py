@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from emf_bench.errors import EmfBenchError
-from emf_bench.reporting import collect, plots
+from emf_bench.reporting import collect, plots, verdict
 from emf_bench.storage import atomic_path, atomic_write_text, ensure_dir
 
 FAILED_PER_MODEL = 6
@@ -125,60 +125,6 @@ def _failures(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
     return out
 
 
-def checks(study: pd.DataFrame) -> list[dict[str, str]]:
-    """The effects the toolkit exists to measure, each stated with its intervals: shown only
-    when the intervals do not overlap."""
-    checks: list[dict[str, str]] = []
-    if study.empty:
-        return checks
-    one = study[study["steps"] == 1]
-
-    def row(encoder: str, objective: str):
-        part = one[(one["encoder"] == encoder) & (one["objective"] == objective)]
-        return None if part.empty else part.iloc[0]
-
-    def fmt(r, col="score"):
-        low, high = r[f"{col}_low" if col != "score" else "low"], \
-            r[f"{col}_high" if col != "score" else "high"]
-        return f"{r[col]:.2f} [{low:.2f}, {high:.2f}]"
-
-    def verdict(a, b, col="score"):
-        low = a[f"{col}_low"] if col != "score" else a["low"]
-        high = b[f"{col}_high"] if col != "score" else b["high"]
-        return "shown" if low > high else "not shown within the 95% intervals at this budget"
-
-    mf = one[one["objective"] == "meanflow"].sort_values("score", ascending=False)
-    label = row("class-label", "meanflow")
-    if label is not None and len(mf) > 1:
-        rank = list(mf["encoder"]).index("class-label") + 1
-        others = mf[mf["encoder"] != "class-label"]
-        # Near the top within the intervals: first or second, no probe above it beyond the
-        # intervals, and above at least one beyond them (all tied is not "near the top").
-        beaten = bool((others["low"] > label["high"]).any())
-        beats = bool((others["high"] < label["low"]).any())
-        checks.append({"claim": "class-label at or near the top at 1 step",
-                       "evidence": f"rank {rank} of {len(mf)} MeanFlow probes: " + ", ".join(
-                           f"{r['encoder']} {fmt(r)}" for _, r in mf.iterrows()),
-                       "verdict": "shown" if rank <= 2 and beats and not beaten else
-                       "not shown" if rank > 2 or beaten else
-                       "not shown within the 95% intervals at this budget"})
-    bow = row("bag-of-words", "meanflow")
-    if label is not None and bow is not None:
-        for task in ("position", "color_attr"):
-            if task in label and task in bow and pd.notna(label[task]):
-                checks.append({"claim": f"class-label above bag-of-words on {task} at 1 step",
-                               "evidence": f"class-label {fmt(label, task)} vs bag-of-words "
-                                           f"{fmt(bow, task)}",
-                               "verdict": verdict(label, bow, task)})
-    fm = row("class-label", "flow-matching")
-    if label is not None and fm is not None:
-        checks.append({"claim": "MeanFlow probe ahead of the flow-matching baseline at 1 step "
-                                "(class-label)",
-                       "evidence": f"MeanFlow {fmt(label)} vs flow matching {fmt(fm)}",
-                       "verdict": verdict(label, fm)})
-    return checks
-
-
 def build_report(run_dir: Path, out: Path | None = None) -> Path:
     """Write <run>/report.html and <run>/report/ (tables, figures); return the HTML path."""
     from emf_bench.resources import paper_reference
@@ -245,7 +191,8 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
         "headline": _html_table(headline(study)),
         "evals": [(b, _html_table(_wide(eval_tab[eval_tab["benchmark"] == b])))
                   for b in sorted(eval_tab["benchmark"].unique())],
-        "checks": checks(study),
+        "checks": verdict.checks(study, evals),
+        "unfair": verdict.unequal_training(probe_tab),
         "correlations": correlations,
         "figures": figures,
         "samples": _samples(evals),

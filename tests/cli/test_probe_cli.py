@@ -62,12 +62,21 @@ def test_train_then_generate(capsys, tmp_path):
     (["train-probe", "--encoder", "class-label", "--ema-decay", "1.5"], "EMA decay must be"),
     (["train-probe", "--encoder", "class-label", "--train-guidance", "0.5"],
      "trained-in guidance must be"),
+    (["train-probe", "--encoder", "class-label", "--budget", "0steps"], "must be positive"),
+    (["train-probe", "--encoder", "class-label", "--precision", "half"], "unknown precision"),
+    (["train-probe", "--encoder", "class-label", "--precision", "bf16"],
+     "--precision bf16: this CPU (it has neither AVX512-BF16 nor AMX) has no native bf16; use "
+     "--precision auto"),
+    (["train-probe", "--encoder", "class-label", "--threads", "4096"], "physical cores"),
+    (["run", "--threads", "0"], "--threads must be a whole number of at least 1"),
+    (["run", "--budget", "-3steps"], "does not parse"),
     (["generate", "--probe", "nowhere", "--prompt", "a circle"], "neither a probe folder"),
     (["generate", "--probe", "p", "--prompt", "a", "--steps", "1,x"], "comma-separated"),
     (["generate", "--probe", "p", "--prompt", "a", "--steps", "0"], "from 1 to 1000"),
 ])
 def test_user_mistakes_are_one_line(capsys, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("emf_bench.probe.precision.cpu_flags", lambda: {"avx2"})
     code, _, err = run(capsys, *args)
     assert code == 2, err
     assert err.count("\n") == 1 and message in err

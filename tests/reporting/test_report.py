@@ -60,27 +60,78 @@ def test_bootstrap_intervals_cover_the_score_and_shrink_with_more_prompts():
     assert collect.bootstrap_geneval(rows) == collect.bootstrap_geneval(rows)  # seeded
 
 
-@pytest.mark.parametrize("scores, verdict", [
-    ({"class-label": (0.43, 0.40, 0.45), "minilm": (0.39, 0.36, 0.42),
-      "bag-of-words": (0.37, 0.34, 0.39)}, "shown"),
-    ({"class-label": (0.0, 0.0, 0.0), "minilm": (0.0, 0.0, 0.0),  # all tied: nothing to show
-      "bag-of-words": (0.0, 0.0, 0.0)}, "not shown within the 95% intervals at this budget"),
-    ({"class-label": (0.33, 0.25, 0.41), "minilm": (0.28, 0.22, 0.35),  # first, overlapping
-      "bag-of-words": (0.28, 0.21, 0.34)}, "not shown within the 95% intervals at this budget"),
-    ({"class-label": (0.30, 0.28, 0.32), "minilm": (0.20, 0.18, 0.22),  # second, but beaten
-      "bag-of-words": (0.40, 0.37, 0.43)}, "not shown"),
-    ({"class-label": (0.26, 0.18, 0.35), "minilm": (0.32, 0.26, 0.38),  # last
-      "bag-of-words": (0.36, 0.31, 0.41)}, "not shown"),
-])
-def test_near_the_top_is_judged_on_the_intervals(scores, verdict):
+def synthetic_study(correct: dict[tuple[str, str], object], prompts=40, tasks=("position",)):
+    """A study table and its evaluations from per-probe correctness functions of the prompt."""
     import pandas as pd
 
-    from emf_bench.reporting.report import checks
+    evals = []
+    for (encoder, objective), fn in correct.items():
+        rows = [{"tag": task, "prompt_index": i, "sample": 0, "correct": bool(fn(i))}
+                for task in tasks for i in range(prompts)]
+        e = collect.Evaluation(f"{encoder}-{objective}", "world-geneval", 1, Path("."),
+                               {"tasks": {}, "overall": sum(r["correct"] for r in rows)
+                                / len(rows)},
+                               {"kind": "probe", "encoder": encoder, "objective": objective})
+        e.__dict__["rows"] = rows
+        evals.append(e)
+    return collect.study_table(Path("."), pd.DataFrame(columns=collect.ENCODER_COLUMNS),
+                               evals), evals
 
-    study = pd.DataFrame([{"encoder": e, "objective": "meanflow", "steps": 1, "score": s,
-                           "low": lo, "high": hi} for e, (s, lo, hi) in scores.items()])
-    (near_top,) = [c for c in checks(study) if c["claim"].startswith("class-label at or near")]
+
+@pytest.mark.parametrize("correct, verdict", [
+    ({"class-label": lambda i: i < 30, "minilm": lambda i: i < 20,  # first beyond the pairs
+      "bag-of-words": lambda i: i < 10}, "shown"),
+    ({"class-label": lambda i: False, "minilm": lambda i: False,  # all tied: nothing to show
+      "bag-of-words": lambda i: False}, "not shown within the 95% intervals at this budget"),
+    ({"class-label": lambda i: i % 2 == 0 or i < 3, "minilm": lambda i: i % 2 == 1,  # first,
+      "bag-of-words": lambda i: i % 3 == 0}, "not shown within the 95% intervals at this "
+     "budget"),  # but within the paired intervals of the others
+    ({"class-label": lambda i: i < 30, "minilm": lambda i: i < 10,  # second, but beaten
+      "bag-of-words": lambda i: True}, "not shown"),
+    ({"class-label": lambda i: i < 10, "minilm": lambda i: i < 20,  # last
+      "bag-of-words": lambda i: i < 30}, "not shown"),
+])
+def test_near_the_top_is_judged_on_paired_differences(correct, verdict):
+    from emf_bench.reporting.verdict import checks
+
+    study, evals = synthetic_study({(e, "meanflow"): f for e, f in correct.items()})
+    (near_top,) = [c for c in checks(study, evals)
+                   if c["claim"].startswith("class-label at or near")]
     assert near_top["verdict"] == verdict
+
+
+def test_pairing_shows_a_difference_that_separate_intervals_hide():
+    """Two probes that agree on most prompts and differ on a few, all one way: their separate
+    intervals overlap, their paired difference's interval lies above zero."""
+    from emf_bench.reporting.verdict import checks
+
+    study, evals = synthetic_study({
+        ("class-label", "meanflow"): lambda i: i % 2 == 0 or i % 4 == 1,
+        ("bag-of-words", "meanflow"): lambda i: i % 2 == 0,
+        ("class-label", "flow-matching"): lambda i: i % 2 == 0 and i > 10})
+    one = study.set_index(["encoder", "objective"])
+    assert one.loc[("class-label", "meanflow"), "low"] < \
+        one.loc[("bag-of-words", "meanflow"), "high"]  # overlapping on their own
+    by_claim = {c["claim"]: c for c in checks(study, evals)}
+    assert by_claim["class-label above bag-of-words on position at 1 step"]["verdict"] == "shown"
+    ahead = [c for claim, c in by_claim.items() if "flow-matching baseline" in claim]
+    assert len(ahead) == 2 and [c["verdict"] for c in ahead] == ["shown", "shown"]
+    assert "paired difference +0.40" in by_claim[
+        "MeanFlow probe of class-label ahead of the flow-matching baseline (class-label) at 1 "
+        "step"]["evidence"]
+
+
+def test_unequal_step_counts_are_a_warning_with_each_probes_steps():
+    import pandas as pd
+
+    from emf_bench.reporting.verdict import unequal_training
+
+    probes = pd.DataFrame({"encoder": ["class-label", "minilm", "class-label"],
+                           "objective": ["meanflow", "meanflow", "flow-matching"],
+                           "steps": [62, 329, 276]})
+    warning = unequal_training(probes)
+    assert "62 to 329 steps" in warning and "minilm meanflow 329" in warning
+    assert unequal_training(probes.assign(steps=[1000, 1090, 1000])) is None
 
 
 def test_report_has_every_section_and_a_second_study_run_does_no_new_work(study_run, capsys):
