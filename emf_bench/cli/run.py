@@ -29,15 +29,17 @@ from emf_bench.errors import in_range
 
 def run_command(
     profile: Annotated[str, typer.Option(
-        "--profile", help="quick: a 2-core laptop CPU in at most 20 minutes; long: the same "
-        "probes trained 4000 steps, the first half on position and color_attr prompts (about "
-        "50 minutes on that CPU); full: 30-minute probes "
-        "for every encoder (about 3.5 hours), sized for a GPU.")] = "quick",
+        "--profile", help="quick: five probes of 1200 steps for a laptop CPU (the study "
+        "prints its estimated time first); long: four probes of 4000 steps, the first half on "
+        "position and color_attr prompts; full: 12000 steps of 512 images for every encoder, "
+        "sized for a GPU.")] = "quick",
     encoder: Annotated[list[str] | None, typer.Option(
         "--encoder", "-e", help="Also score and probe this encoder (repeatable).",
         show_default=False)] = None,
     budget: Annotated[str | None, typer.Option(
-        "--budget", help="Override the profile's training budget per probe (4m, 3000steps).",
+        "--budget", help="Override the profile's training budget per probe: steps (3000steps) "
+        "give the same numbers on any machine; a time (4m) trains what the machine manages "
+        "in it, and probes of unequal steps are flagged next to the verdict.",
         show_default=False)] = None,
     guidance: Annotated[float | None, typer.Option(
         "--guidance", help="Override the profile's sampling-time guidance (1: none, one network "
@@ -107,7 +109,7 @@ def print_study(run_path: Path, notes: list[str], html: Path | None, meta: dict)
     from rich.table import Table
 
     from emf_bench.reporting import collect
-    from emf_bench.reporting.report import headline
+    from emf_bench.reporting.report import headline, paper_step_ratio
     from emf_bench.reporting.verdict import checks, unequal_training
 
     console = results_console()
@@ -124,6 +126,7 @@ def print_study(run_path: Path, notes: list[str], html: Path | None, meta: dict)
             table.add_row(*(("n/a" if v != v else f"{v:.3f}") if isinstance(v, float)
                             else str(v) for v in row))
         console.print(table)
+        console.print(paper_step_ratio())
     for x in ("discriminability", "disentanglement"):
         c = collect.rank_correlation(study, x)
         if c and c.get("rho") is not None:

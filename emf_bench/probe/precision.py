@@ -92,11 +92,14 @@ def physical_cores() -> int:
 
 
 def check_threads(threads: int | None) -> int:
-    """Intra-op threads for training: the physical cores by default; more is refused
-    (oversubscribed threads slow every step)."""
+    """Intra-op threads for training: the physical cores by default (fewer where
+    OMP_NUM_THREADS says so); more than the cores is refused (oversubscribed threads slow every
+    step)."""
     cores = physical_cores()
     if threads is None:  # under torchrun the ranks of one machine share its cores
-        return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        share = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        omp = os.environ.get("OMP_NUM_THREADS", "")
+        return min(share, int(omp)) if omp.isdigit() and int(omp) > 0 else share
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise EmfBenchError(f"--threads must be a whole number of at least 1, got {threads!r}")
     if threads > cores:

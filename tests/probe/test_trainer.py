@@ -84,6 +84,8 @@ def test_a_killed_and_resumed_run_continues_the_same_curve(tmp_path, cache):
     assert again["reused"] and again["step"] == 12
     state = load_checkpoint(tmp_path / "whole").state
     assert state["encoder"]["name"] == "class-label" and state["train"]["objective"] == "meanflow"
+    assert state["hardware"]["precision"] in ("float32", "bfloat16")  # decided at run time
+    assert state["hardware"]["threads"] >= 1 and state["hardware"]["device"] == "cpu"
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, cache,

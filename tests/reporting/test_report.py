@@ -373,3 +373,23 @@ def test_the_report_names_the_curriculum_and_the_runs_a_study_took(study_run, tm
     assert collect.curriculum({"first_tasks": ["position"], "first_share": 0.5}) == \
         "position first (50%)"
     assert collect.curriculum({}) == "none"
+
+
+def test_probes_of_unequal_steps_are_flagged_next_to_the_verdict(study_run, tmp_path, capsys):
+    """Time budgets on a busy machine: the report and the terminal say the comparison is
+    unfair, with each probe's steps."""
+    from emf_bench.cli.run import print_study
+    from emf_bench.reporting.report import build_report
+
+    run = tmp_path / "run"
+    shutil.copytree(study_run[0], run)
+    probe_file = run / "probes/bag-of-words/meanflow/probe.json"
+    state = json.loads(probe_file.read_text())
+    probe_file.write_text(json.dumps({**state, "step": 30}))
+    html = build_report(run).read_text()
+    assert "unfair comparison: the probes trained 3 to 30 steps" in html
+    assert html.index("unfair comparison") < html.index("class-label at or near the top")
+    print_study(run, [], None, {"seconds": 60.0, "runs": 1, "this_run_seconds": 60.0})
+    out = capsys.readouterr().out
+    assert "bag-of-words meanflow 30" in " ".join(out.split())
+    assert "EMF scored 0.74 at 1 step and 0.90 at 4" in " ".join(out.split())
