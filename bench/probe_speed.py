@@ -3,8 +3,8 @@
     python bench/probe_speed.py [--size cpu] [--batch-size 32] [--steps 20] [--device cpu]
                                 [--tangents]
 
-For float32 and each faster option this machine offers (bf16 autocast, channels_last: bf16 is
-measured on a device without native bf16 too, labelled emulated), prints images/s of a
+For float32 and each faster option this machine offers (channels_last; bf16 autocast where the
+device does bf16 natively, or with `--emulated`), prints images/s of a
 flow-matching step and of the default MeanFlow step (the trainer's: model tangent, hand-written
 JVP, guidance trained in), their ratio, the speed-up over float32, the training FLOPs per image
 (torch.utils.flop_counter) and the achieved share of the machine's own matmul peak in the same
@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--cond-dim", type=int, default=139)  # class-label on the default world
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tangents", action="store_true")
+    parser.add_argument("--emulated", action="store_true",
+                        help="also time bf16 where the device has no native bf16")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -76,8 +78,9 @@ def main() -> None:
     times = {"flow-matching": TimeSchedule.named("flow-matching").sample(bs, 0.5, g),
              "meanflow": TimeSchedule.named(default.schedule).sample(bs, 0.5, g)}
     native = bf16_support(device)
-    options = [("float32", "nchw"), ("float32", "channels_last"), ("bfloat16", "nchw"),
-               ("bfloat16", "channels_last")]
+    options = [("float32", "nchw"), ("float32", "channels_last")]
+    if native or args.emulated:  # emulated bf16 is many times slower than float32
+        options += [("bfloat16", "nchw"), ("bfloat16", "channels_last")]
     objectives = {"flow-matching": Objective("flow-matching", p=default.adaptive_p),
                   "meanflow": default.meanflow_objective()}
     if args.tangents:
@@ -119,8 +122,8 @@ def main() -> None:
             s = step(name, objective, precision, memory)
             if i >= 2:
                 seconds[(name, precision, memory)].append(s)
-    peaks = {"float32": matmul_peak(device, torch.float32),
-             "bfloat16": matmul_peak(device, torch.bfloat16)}
+    peaks = {precision: matmul_peak(device, getattr(torch, precision))
+             for precision in dict(options)}
     rate = {key: bs / statistics.median(v) for key, v in seconds.items()}
 
     model.eval()
@@ -128,7 +131,7 @@ def main() -> None:
     pooled = torch.randn(256, args.cond_dim, generator=g).to(device)
     sampler = MeanFlowSampler()
     sample_rate = {}
-    for precision in ("float32", "bfloat16"):
+    for precision in dict(options):
         with autocast(device, precision):
             sampler.sample(model, sample_noise, pooled, steps=1)
             sync(device)
@@ -141,8 +144,8 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"# {args.size} preset ({params:.2f}M parameters), batch {bs}, {args.device}, "
           f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads, "
-          f"native bf16: {native or 'none (bf16 rows are emulated)'}; matmul peak "
-          f"{peaks['float32']:.0f} GFLOP/s float32, {peaks['bfloat16']:.0f} bfloat16")
+          f"native bf16: {native or 'none'}; matmul peak " + ", ".join(
+              f"{v:.0f} GFLOP/s {k}" for k, v in peaks.items()))
     print("| precision | layout | objective | images/s | vs float32 nchw | MeanFlow / flow "
           "matching (cost per image) | GFLOP per image | GFLOP/s | share of matmul peak |")
     print("|---|---|---|---|---|---|---|---|---|")
