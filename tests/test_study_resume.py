@@ -19,7 +19,7 @@ from emf_bench.study import Profile, Study
 from emf_bench.world import WorldConfig
 
 profile = Profile("tiny", "a test profile", probe_encoders=("class-label",), baselines=(),
-                  budget="750steps", size="tiny", batch_size=8, steps=(1,),
+                  budget="500steps", size="tiny", batch_size=8, steps=(1,),
                   images_per_prompt=1, queries=40, pool_size=200, train_size=64)
 study = Study(profile, Path(sys.argv[1]), WorldConfig().to_dict(), device="cpu",
               cache_dir=Path(sys.argv[2]), threads=1)
@@ -35,9 +35,8 @@ def run_study(run, cache, **popen):
 
 
 def test_a_study_killed_mid_probe_resumes_to_the_uninterrupted_result(tmp_path):
-    whole = run_study(tmp_path / "whole", tmp_path / "cache")
-    assert whole.wait(timeout=600) == 0, whole.stderr.read()
-
+    # one thread each, side by side: the uninterrupted study and the one to be killed
+    whole = run_study(tmp_path / "whole", tmp_path / "cache-whole")
     killed_run = tmp_path / "killed"
     latest = killed_run / "probes/class-label/meanflow/latest.json"
     killed = run_study(killed_run, tmp_path / "cache")
@@ -48,12 +47,13 @@ def test_a_study_killed_mid_probe_resumes_to_the_uninterrupted_result(tmp_path):
     killed.wait(timeout=60)
     assert killed.returncode == -signal.SIGKILL
     step = json.loads(latest.read_text())["step"]
-    assert 0 < step < 750 and not (killed_run / "probes/class-label/meanflow/probe.json").exists()
+    assert 0 < step < 500 and not (killed_run / "probes/class-label/meanflow/probe.json").exists()
 
+    assert whole.wait(timeout=600) == 0, whole.stderr.read()
     resumed = run_study(killed_run, tmp_path / "cache")
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
 
-    final = "probes/class-label/meanflow/checkpoints/step-0000750"
+    final = "probes/class-label/meanflow/checkpoints/step-0000500"
     for name in ("model", "ema"):
         a = load_file(str(tmp_path / "whole" / final / f"{name}.safetensors"))
         b = load_file(str(killed_run / final / f"{name}.safetensors"))
