@@ -178,8 +178,11 @@ def _print_summary(summary: dict, folder: Path, scores: dict | None) -> None:
 
     console = results_console()
     reused = " (already finished; reused)" if summary.get("reused") else ""
+    hardware = summary.get("hardware") or {}
+    how = f", {hardware['precision']} on {hardware['threads']} threads of {hardware['device']}" \
+        if hardware else ""
     console.print(f"probe: {folder}{reused}: {summary['step']} steps, "
-                  f"{summary['images']} images, {summary['seconds'] / 60:.1f} min")
+                  f"{summary['images']} images, {summary['seconds'] / 60:.1f} min{how}")
     if scores is None:
         return
     trained = scores.get("generator", {}).get("trained_guidance", 1.0)

@@ -1,6 +1,7 @@
 """`emf-bench train-probe` and `emf-bench generate` as a user runs them."""
 
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -23,6 +24,7 @@ def test_train_then_generate(capsys, tmp_path):
     folder = tmp_path / "run/probes/class-label/meanflow"
     assert "world-GenEval" in out and (folder / "quick_eval.json").exists()
     assert "guidance 1.5 trained in" in " ".join(out.split())
+    assert re.search(r"(float32|bfloat16) on \d+ threads of cpu", " ".join(out.split()))
     quick = json.loads((folder / "quick_eval.json").read_text())
     assert quick["official"] is False and quick["detector"] == "world-exact"
     assert set(quick["steps"]) == {"1", "2", "4"}
