@@ -52,7 +52,7 @@ PROFILES = {
         "minilm and constant (a negative control) and a flow-matching baseline for class-label, "
         "1200 steps each; world-GenEval and world-DPG at 1, 2, 4 and 8 steps. Sized for a "
         "2-core laptop CPU: the study prints its estimated time before it trains (about 18 "
-        "minutes where the cpu preset trains MeanFlow at 170 images/s, 40 at 70)",
+        "minutes where the cpu preset trains MeanFlow at 170 images/s, 50 at 70)",
         probe_encoders=("class-label", "bag-of-words", "minilm", "constant"),
         baselines=("class-label",), budget="1200steps"),
     "full": Profile(
@@ -207,9 +207,9 @@ class Study:
         import torch
 
         from emf_bench.evaluation.suites import SuiteSources, load_suite
+        from emf_bench.probe.config import parse_budget
         from emf_bench.probe.precision import check_threads, resolve_precision
         from emf_bench.probe.speed import probe_seconds, step_seconds
-        from emf_bench.probe.trainer import parse_budget
         from emf_bench.text.base import resolve_device
 
         device = resolve_device(self.device)
@@ -217,7 +217,7 @@ class Study:
         torch.set_num_threads(check_threads(self.threads))
         kind, budget = parse_budget(self.profile.budget)
         per_step = step_seconds(self.train_config("meanflow"), 256, device, precision)
-        seconds = [budget if kind == "time" else
+        seconds = [budget if kind == "seconds" else
                    probe_seconds(self.train_config(objective), int(budget), per_step)
                    for _, objective in probes]
         if self.jobs > 1 and len(probes) > 1:  # side by side: measured alone, so a bound
@@ -227,7 +227,7 @@ class Study:
             * self.profile.images_per_prompt
         evaluation = len(probes) * images * sum(self.profile.steps) * per_step["sample"]
         total = sum(seconds) + evaluation
-        how = (f"{self.profile.budget} each" if kind == "time" else
+        how = (f"{self.profile.budget} each" if kind == "seconds" else
                f"{int(budget)} steps each; measured here: {per_step['meanflow']:.2f} s a "
                f"MeanFlow step, {per_step['flow-matching']:.2f} s a flow-matching step, "
                f"{precision}, {torch.get_num_threads()} threads")
@@ -347,7 +347,7 @@ def profile(name: str, budget: str | None = None, guidance: float | None = None,
         raise unknown_name("profile", name, PROFILES)
     chosen = PROFILES[name]
     if budget is not None:
-        from emf_bench.probe.trainer import parse_budget
+        from emf_bench.probe.config import parse_budget
 
         parse_budget(budget)
         chosen = replace(chosen, budget=budget)
@@ -355,7 +355,7 @@ def profile(name: str, budget: str | None = None, guidance: float | None = None,
         check_guidance(guidance)
         chosen = replace(chosen, guidance=guidance)
     if first_tasks is not None or first_share is not None:
-        from emf_bench.probe.trainer import check_curriculum
+        from emf_bench.probe.config import check_curriculum
 
         share = chosen.first_share if first_share is None else first_share
         tasks = chosen.first_tasks if first_tasks is None else tuple(first_tasks)

@@ -40,31 +40,36 @@ def step_seconds(config, cond_dim: int, device: torch.device, precision: str,
         for kind, objective in (("flow-matching", Objective("flow-matching")),
                                 ("meanflow", config.meanflow_objective())):
             schedule = TimeSchedule.named(config.schedule if kind == "meanflow" else kind)
-            times = []
-            for _ in range(steps + 1):
-                t, r = schedule.sample(bs, 0.5, g)
-                noise = torch.randn(x.shape, generator=g).to(device)
-                start = time.perf_counter()
+            t, r = (s.to(device) for s in schedule.sample(bs, 0.5, g))
+            noise = torch.randn(x.shape, generator=g).to(device)
+
+            def train_step():
                 with autocast(device, precision):
-                    loss, _ = probe_loss(model, x, noise, t.to(device), r.to(device), cond,
-                                         objective)
+                    loss, _ = probe_loss(model, x, noise, t, r, cond, objective)  # noqa: B023
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                times.append(time.perf_counter() - start)
-            out[kind] = sorted(times[1:])[len(times[1:]) // 2]
-        times = []
-        with torch.no_grad(), autocast(device, precision):
-            for _ in range(steps + 1):
-                start = time.perf_counter()
-                model(x, t.to(device), t.to(device), cond["pooled"], cond["tokens"], cond["mask"])
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                times.append((time.perf_counter() - start) / bs)
-        out["sample"] = sorted(times[1:])[len(times[1:]) // 2]  # one network evaluation per image
+
+            out[kind] = _median_seconds(train_step, steps, device)
+
+        def sample():
+            with torch.no_grad(), autocast(device, precision):
+                model(x, t, t, cond["pooled"], cond["tokens"], cond["mask"])
+
+        out["sample"] = _median_seconds(sample, steps, device) / bs  # one evaluation per image
     return out
+
+
+def _median_seconds(fn, steps: int, device: torch.device) -> float:
+    """The median time of `steps` calls of fn after an untimed one."""
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])[len(times[1:]) // 2]
 
 
 def probe_seconds(config, steps: int, per_step: dict[str, float]) -> float:

@@ -393,3 +393,16 @@ def test_probes_of_unequal_steps_are_flagged_next_to_the_verdict(study_run, tmp_
     out = capsys.readouterr().out
     assert "bag-of-words meanflow 30" in " ".join(out.split())
     assert "EMF scored 0.74 at 1 step and 0.90 at 4" in " ".join(out.split())
+
+
+def test_the_estimate_counts_steps_by_measured_step_times_and_time_budgets_as_given(tmp_path):
+    from emf_bench.world import WorldConfig
+
+    probes = [("class-label", "meanflow"), ("class-label", "flow-matching")]
+    by_time = Study(replace(TINY, budget="90s"), tmp_path, WorldConfig().to_dict(),
+                    device="cpu").estimate(probes)
+    assert by_time["probes"] == [90.0, 90.0] and "90s each" in by_time["line"]
+    by_steps = Study(replace(TINY, budget="100steps"), tmp_path, WorldConfig().to_dict(),
+                     device="cpu").estimate(probes)
+    assert all(0 < s < 90 for s in by_steps["probes"]) and "100 steps each" in by_steps["line"]
+    assert by_steps["seconds"] == sum(by_steps["probes"]) + by_steps["evaluation"]
