@@ -29,9 +29,9 @@ from emf_bench.errors import in_range
 
 def run_command(
     profile: Annotated[str, typer.Option(
-        "--profile", help="quick: five probes of 1200 steps for a laptop CPU (the study "
-        "prints its estimated time first); long: four probes of 4000 steps, the first half on "
-        "position and color_attr prompts; full: 12000 steps of 512 images for every encoder, "
+        "--profile", help="quick: five probes of 2000 steps for a laptop CPU, the first "
+        "half on position and color_attr prompts (the study prints its estimated time first); "
+        "long: the same with 4000 steps; full: 12000 steps of 512 images for every encoder, "
         "sized for a GPU.")] = "quick",
     encoder: Annotated[list[str] | None, typer.Option(
         "--encoder", "-e", help="Also score and probe this encoder (repeatable).",

@@ -50,5 +50,19 @@ class TimeSchedule:
         a = torch.sigmoid(mu + sigma * torch.randn(n, generator=generator))
         b = torch.sigmoid(mu + sigma * torch.randn(n, generator=generator))
         t, r = torch.maximum(a, b), torch.minimum(a, b)
-        same = torch.rand(n, generator=generator) >= ratio
-        return t, torch.where(same, t, r)
+        return t, torch.where(chosen(n, ratio, generator), r, t)
+
+
+def chosen(n: int, share: float, generator: torch.Generator) -> torch.Tensor:
+    """A mask of n rows with `share` of them True, at random places: floor(share n) rows, plus
+    one with the probability of the remainder (the expected share is exact).
+
+    A count that varies little, rather than n coin flips, as in the MeanFlow reference code: the
+    rows with r != t (and the dropped conditions) form sub-batches of their own, and every new
+    sub-batch size costs oneDNN new convolution kernels. Per-row coin flips trained the cpu
+    preset's MeanFlow step at 0.19 s where fixed sizes take 0.13 (bf16, 2 cores)."""
+    whole = int(share * n)
+    count = whole + int(float(torch.rand((), generator=generator)) < share * n - whole)
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[torch.randperm(n, generator=generator)[:count]] = True
+    return mask

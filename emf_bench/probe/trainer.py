@@ -39,7 +39,7 @@ from emf_bench.probe.precision import (
     hardware_record,
     resolve_precision,
 )
-from emf_bench.probe.schedules import TimeSchedule
+from emf_bench.probe.schedules import TimeSchedule, chosen
 from emf_bench.storage import atomic_write_json, atomic_write_text
 
 LOG_COLUMNS = ("step", "seconds", "phase", "lr", "loss", "mse", "images_per_s")
@@ -270,7 +270,7 @@ class ProbeTrainer:
                                       (c.batch_size,), generator=generator)
                 if pool is not None:
                     index = pool[index]
-                drop = torch.rand(c.batch_size, generator=generator) < c.cond_dropout
+                drop = chosen(c.batch_size, c.cond_dropout, generator)
                 t, r = schedules[phase].sample(c.batch_size, phase_progress, generator)
                 noise = torch.randn((c.batch_size, *dataset.images.shape[1:]),
                                     generator=generator)

@@ -26,12 +26,12 @@ def test_every_preset_builds_and_keeps_the_image_shape(name):
     assert out.shape == z.shape and torch.isfinite(out).all()
 
 
-def test_only_the_layout_preset_and_the_long_study_have_layout_maps():
+def test_only_the_layout_preset_and_the_cpu_studies_have_layout_maps():
     from emf_bench.study import PROFILES
 
     assert preset("cpu").unet_layout == 0  # they cost the quick budget's 1-step score
     assert preset("cpu-layout") == ProbeConfig(**{**vars(preset("cpu")), "unet_layout": 8})
-    assert PROFILES["long"].size == "cpu-layout" and PROFILES["quick"].size == "cpu"
+    assert PROFILES["long"].size == PROFILES["quick"].size == "cpu-layout"
     with_maps = build_model(preset("cpu-layout", cond_dim=7))
     assert sum(p.numel() for p in with_maps.parameters()) > sum(
         p.numel() for p in build_model(preset("cpu", cond_dim=7)).parameters())

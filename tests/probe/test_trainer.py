@@ -263,3 +263,17 @@ def test_a_curriculum_trains_its_first_share_on_its_tasks_alone(tmp_path, cache,
 def test_bad_curricula_are_one_clear_error(tasks, share, message):
     with pytest.raises(EmfBenchError, match=message):
         config(first_tasks=tasks, first_share=share)
+
+
+@pytest.mark.parametrize("n, share", [(32, 0.1), (32, 0.25), (7, 0.5), (8, 0.0), (5, 0.999)])
+def test_a_share_of_rows_is_drawn_as_a_count_with_the_exact_expectation(n, share):
+    """r != t rows and dropped conditions: floor or ceil of share * n rows (two sub-batch sizes
+    at most, so oneDNN reuses its kernels), share * n of them on average."""
+    from emf_bench.probe.schedules import TimeSchedule, chosen
+
+    g = torch.Generator().manual_seed(0)
+    counts = [int(chosen(n, share, g).sum()) for _ in range(4000)]
+    assert set(counts) <= {int(share * n), int(share * n) + 1}
+    assert abs(sum(counts) / len(counts) - share * n) < 0.05
+    t, r = TimeSchedule.named("meanflow").sample(32, 0.0, g)
+    assert int((r < t).sum()) in (8, 9) and (r <= t).all()  # 25% of 32

@@ -121,6 +121,42 @@ def test_pairing_shows_a_difference_that_separate_intervals_hide():
         "step"]["evidence"]
 
 
+def test_binding_tasks_together_show_what_each_alone_does_not():
+    """Three prompts of 40 per task where class-label binds and bag-of-words does not: too few
+    for either task's interval, enough for the two tasks' mean."""
+    from emf_bench.reporting.verdict import checks
+
+    study, evals = synthetic_study({
+        ("class-label", "meanflow"): lambda i: i % 2 == 0 or i in (1, 3, 5),
+        ("bag-of-words", "meanflow"): lambda i: i % 2 == 0}, tasks=("position", "color_attr"))
+    by_claim = {c["claim"]: c for c in checks(study, evals)}
+    for task in ("position", "color_attr"):
+        assert by_claim[f"class-label above bag-of-words on {task} at 1 step"]["verdict"] != \
+            "shown"
+    both = by_claim["class-label above bag-of-words on the binding tasks (position and "
+                    "color_attr together) at 1 step"]
+    assert both["verdict"] == "shown"
+    assert "+0.07" in both["evidence"] and "80 (prompt, image) pairs" in both["evidence"]
+
+
+def test_a_rank_correlation_of_exactly_the_bar_is_shown():
+    """Four encoders one adjacent swap from discriminability's order: rho is 0.8 exactly (which
+    scipy computes as 0.7999...)."""
+    from emf_bench.reporting.verdict import checks
+
+    scores = {"constant": 5, "bag-of-words": 25, "minilm": 20, "class-label": 30}
+    study, evals = synthetic_study({(e, "meanflow"): (lambda i, k=k: i < k)
+                                    for e, k in scores.items()})
+    order = {"constant": 0.36, "bag-of-words": 0.67, "minilm": 0.72, "class-label": 0.76}
+    study = study.assign(discriminability=study["encoder"].map(order))
+    (rho,) = [c for c in checks(study, evals) if "Spearman" in c["claim"]]
+    assert rho["verdict"] == "shown" and "rho = 0.80 over 4" in rho["evidence"]
+    study = study.assign(discriminability=study["encoder"].map(
+        {**order, "bag-of-words": 0.1}))  # bag-of-words two places off: rho 0.4
+    (rho,) = [c for c in checks(study, evals) if "Spearman" in c["claim"]]
+    assert rho["verdict"] == "not shown"
+
+
 def test_unequal_step_counts_are_a_warning_with_each_probes_steps():
     import pandas as pd
 
@@ -296,7 +332,8 @@ def test_unknown_profile_and_encoder(capsys, tmp_path):
     assert "does not parse" in capsys.readouterr().err
     assert main(["run", "--jobs", "0", "--run-dir", str(tmp_path)]) == 2
     assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
-    assert main(["run", "--first-tasks", "position", "--run-dir", str(tmp_path)]) == 2
+    assert main(["run", "--first-tasks", "position", "--first-share", "0", "--run-dir",
+                 str(tmp_path)]) == 2
     assert "a curriculum needs both its tasks and a share" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # refused before anything was written
 
@@ -308,7 +345,7 @@ def test_a_profile_keeps_its_curriculum_unless_told_otherwise():
     assert (none.first_tasks, none.first_share) == ((), 0)
     position = profile("long", first_tasks=("position",))
     assert (position.first_tasks, position.first_share) == (("position",), 0.5)
-    assert profile("quick").first_tasks == ()
+    assert profile("quick").first_tasks == long.first_tasks
     quick = profile("quick", first_tasks=("counting",), first_share=0.25)
     assert (quick.first_tasks, quick.first_share) == (("counting",), 0.25)
     with pytest.raises(EmfBenchError, match="needs both its tasks and a share"):
