@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from emf_bench.generators.probe import ProbeGenerator
-from emf_bench.probe.model import plain_attention
+from emf_bench.probe.tangents import plain_attention
 from emf_bench.text.cache import FeatureCache
 from emf_bench.world import World, WorldConfig
 

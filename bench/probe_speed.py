@@ -25,9 +25,10 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from emf_bench.probe.model import build_model, preset
+from emf_bench.probe.model import build_model
 from emf_bench.probe.objectives import Objective, probe_loss
 from emf_bench.probe.precision import autocast, bf16_support
+from emf_bench.probe.presets import preset
 from emf_bench.probe.sampler import MeanFlowSampler
 from emf_bench.probe.schedules import TimeSchedule
 from emf_bench.probe.trainer import TrainConfig

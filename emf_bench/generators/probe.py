@@ -13,7 +13,8 @@ import torch
 from emf_bench.errors import EmfBenchError
 from emf_bench.probe.checkpoint import load_checkpoint, trained_guidance
 from emf_bench.probe.data import FeatureStats, make_conditions
-from emf_bench.probe.model import ProbeConfig, build_model
+from emf_bench.probe.model import build_model
+from emf_bench.probe.presets import ProbeConfig
 from emf_bench.probe.sampler import MeanFlowSampler, SamplingRecord
 
 

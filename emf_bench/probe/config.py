@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from emf_bench.errors import EmfBenchError, in_range, unknown_name
-from emf_bench.probe.model import ProbeConfig, preset
 from emf_bench.probe.objectives import OBJECTIVES, Objective
 from emf_bench.probe.precision import check_precision
+from emf_bench.probe.presets import ProbeConfig, preset
 from emf_bench.probe.schedules import TimeSchedule
 
 # Settings a flow-matching probe never reads.

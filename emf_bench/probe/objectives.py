@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from emf_bench.errors import EmfBenchError, unknown_name
-from emf_bench.probe.model import plain_attention
+from emf_bench.probe.tangents import plain_attention
 
 OBJECTIVES = ("meanflow", "flow-matching")
 JVP_STRATEGIES = ("auto", "dual", "func", "autograd", "fd")

@@ -1,15 +1,16 @@
 """How a probe trains on this hardware: precision and threads, decided at run time.
 
 `auto` trains under bf16 autocast where the device does bf16 matrix work natively (CPUs with
-AVX512-BF16 or AMX, GPUs that support it) and in float32 elsewhere. On a 2-core AVX512-BF16
-CPU bf16 autocast trained the `cpu` preset 1.4x to 1.5x faster per image than float32
-(bench/probe_speed.py, BENCHMARKS.md). Parameters, optimizer state, the network's output
-from its last layer on (u = (z - D) / t, du/dt, MeanFlow's target and the loss) stay in float32
-(`AverageVelocity`). Under bf16 the hand-written du/dt is within 1% of float64's, as close as u
-itself (tests/probe/test_objectives.py).
+AVX512-BF16 or AMX, GPUs that support it) and in float32 elsewhere. On a 2-core AMX CPU bf16
+autocast trained the cpu preset 1.72x faster per image than float32 with flow matching and
+1.47x with MeanFlow (bench/probe_speed.py, BENCHMARKS.md). Parameters, optimizer state, the
+network's output from its last layer on (u = (z - D) / t, du/dt, MeanFlow's target and the
+loss) stay in float32 (`AverageVelocity`). Under bf16 the hand-written du/dt is within 3% of
+float64's, as close as u itself (tests/probe/test_objectives.py).
 
 Measured and not used (BENCHMARKS.md): torch.compile of the U-Net on the CPU (70 s to compile,
-no faster in float32, slower under autocast) and channels_last (no gain under autocast).
+no faster in float32, slower under autocast), channels_last (slower under autocast)
+and group norm in bf16 (no gain).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from emf_bench import distributed
 from emf_bench.errors import EmfBenchError
 from emf_bench.probe.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from emf_bench.probe.config import TrainConfig, parse_budget
-from emf_bench.probe.model import ProbeConfig, build_model
+from emf_bench.probe.model import build_model
 from emf_bench.probe.objectives import Objective, probe_loss
 from emf_bench.probe.precision import (
     autocast,
@@ -39,6 +40,7 @@ from emf_bench.probe.precision import (
     hardware_record,
     resolve_precision,
 )
+from emf_bench.probe.presets import ProbeConfig
 from emf_bench.probe.schedules import TimeSchedule, chosen
 from emf_bench.storage import atomic_write_json, atomic_write_text
 
@@ -166,7 +168,7 @@ class ProbeTrainer:
         cosine = c.final_lr + (1 - c.final_lr) * 0.5 * (1 + math.cos(math.pi * progress))
         return c.lr * warm * cosine
 
-    # -- the loop ---------------------------------------------------------------------------
+    # -- the loop: restore or start, draw a batch, one optimisation step, log and save --------
 
     def train(self, resume: bool = False, overwrite: bool = False,
               stop_after: int | None = None,
@@ -177,22 +179,85 @@ class ProbeTrainer:
         fn(step, training seconds, EMA model) each `every` seconds of training (learning
         curves; the time fn takes is not training time). `study_after`: the estimated seconds
         of a study's work after this probe, counted down in the progress bar."""
-        from emf_bench.probe.data import build_dataset
+        from emf_bench.progress import StepProgress
 
         c = self.config
         torch.set_num_threads(self.threads)
         existing = has_checkpoint(self.probe_dir)
-        checkpoint = None
-        if existing and not overwrite:
-            checkpoint = load_checkpoint(self.probe_dir, training=True)
-            self._check_resumable(checkpoint.state)
-            if self.progress(checkpoint.state["step"], checkpoint.state["seconds"]) >= 1.0:
-                return {**checkpoint.state, "reused": True, "probe_dir": str(self.probe_dir)}
-            if not resume:
-                raise EmfBenchError(
-                    f"an unfinished probe is in {self.probe_dir} (step "
-                    f"{checkpoint.state['step']}); pass --resume to continue it or "
-                    f"--overwrite to start over")
+        checkpoint = self._restore(resume, overwrite, existing)
+        if checkpoint is not None and self.progress(checkpoint.state["step"],
+                                                    checkpoint.state["seconds"]) >= 1.0:
+            return {**checkpoint.state, "reused": True, "probe_dir": str(self.probe_dir)}
+        run = self._start(checkpoint)
+        if overwrite and existing and distributed.is_main():
+            shutil.rmtree(self.probe_dir / "checkpoints", ignore_errors=True)
+            (self.probe_dir / "latest.json").unlink(missing_ok=True)
+        last_good, calls = run.step, 0
+        window_start, window_images = time.perf_counter(), 0
+        next_snapshot = snapshot[0] if snapshot is not None else float("inf")
+        with StepProgress(f"training {self.card.name} {c.objective}",
+                          self.budget if self.budget_kind == "steps" else None,
+                          after=study_after) as bar:
+            while self.progress(run.step, run.elapsed) < 1.0:
+                tick = time.perf_counter()
+                progress = self.progress(run.step, run.elapsed)
+                phase, phase_progress = self.phase(progress)
+                lr = self.learning_rate(run.step, progress)
+                batch = self.draw_batch(run, progress, phase, phase_progress)
+                info = self.optimise(run, batch, phase, lr, last_good)
+                run.step += 1
+                calls += 1
+                run.images += c.batch_size
+                spent = time.perf_counter() - tick
+                if distributed.world_size() > 1:
+                    spent = float(distributed.broadcast_from_main(spent))
+                run.elapsed += spent
+                window_images += c.batch_size
+                if run.step % c.log_every == 0 or run.step == 1:
+                    now = time.perf_counter()
+                    rate = window_images / max(now - window_start, 1e-9)
+                    window_start, window_images = now, 0
+                    run.log_rows.append({"step": run.step, "seconds": round(run.elapsed, 3),
+                                         "phase": phase, "lr": lr, "loss": info["loss"],
+                                         "mse": info["mse"], "images_per_s": round(rate, 1)})
+                    bar.update(run.step, self.progress(run.step, run.elapsed), info["loss"],
+                               rate, phase)
+                if run.step % c.checkpoint_every == 0:
+                    self._save(run, finished=False)
+                    last_good = run.step
+                if snapshot is not None and run.elapsed >= next_snapshot:
+                    snapshot[1](run.step, run.elapsed, run.ema)
+                    next_snapshot += snapshot[0]
+                if stop_after is not None and calls >= stop_after:
+                    return {"step": run.step, "stopped": True, "probe_dir": str(self.probe_dir)}
+        self._save(run, finished=True)
+        summary = {**self._describe(run.step, run.elapsed, run.images, True),
+                   "probe_dir": str(self.probe_dir)}
+        if distributed.is_main():
+            atomic_write_json(self.probe_dir / "probe.json", summary)
+        return summary
+
+    def _restore(self, resume: bool, overwrite: bool, existing: bool):
+        """The checkpoint to continue from (None: start afresh), or an error when one is there
+        and neither --resume nor --overwrite says what to do with it."""
+        if not existing or overwrite:
+            return None
+        checkpoint = load_checkpoint(self.probe_dir, training=True)
+        self._check_resumable(checkpoint.state)
+        finished = self.progress(checkpoint.state["step"], checkpoint.state["seconds"]) >= 1.0
+        if not resume and not finished:
+            raise EmfBenchError(
+                f"an unfinished probe is in {self.probe_dir} (step "
+                f"{checkpoint.state['step']}); pass --resume to continue it or "
+                f"--overwrite to start over")
+        return checkpoint
+
+    def _start(self, checkpoint) -> _Run:
+        """The training set, the network (from the checkpoint, a flow-matching probe or the
+        seed), its EMA, the optimizer and the batch generator."""
+        from emf_bench.probe.data import build_dataset
+
+        c = self.config
         dataset = build_dataset(self.world, self.card, self.cache, c.train_size, c.seed,
                                 need_tokens=c.conditioning != "pooled", device=str(self.device))
         # A resumed probe keeps the network it was built with, should the preset change since.
@@ -209,125 +274,114 @@ class ProbeTrainer:
         torch.manual_seed(c.seed)
         model = build_model(self.probe_config).to(self.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.0)
-        generator = torch.Generator().manual_seed(c.seed)
-        step, elapsed, images, log_rows = 0, 0.0, 0, []
+        run = _Run(dataset, first, model, None, optimizer,
+                   torch.Generator().manual_seed(c.seed))
         if checkpoint is not None:
             model.load_state_dict(checkpoint.model)
             optimizer.load_state_dict(checkpoint.training["optimizer"])
-            generator.set_state(checkpoint.training["rng"]["batches"])
-            step, elapsed = checkpoint.state["step"], checkpoint.state["seconds"]
-            images = checkpoint.state["images"]
-            log_rows = [r for r in _read_log(self.probe_dir) if int(r["step"]) <= step]
+            run.generator.set_state(checkpoint.training["rng"]["batches"])
+            run.step, run.elapsed = checkpoint.state["step"], checkpoint.state["seconds"]
+            run.images = checkpoint.state["images"]
+            run.log_rows = [r for r in _read_log(self.probe_dir) if int(r["step"]) <= run.step]
         elif self.init_from is not None:
             fm = load_checkpoint(self.init_from)
             if fm.state.get("encoder_fingerprint") != self.fingerprint:
                 raise EmfBenchError(f"--init-from {self.init_from} was trained with another "
                                     f"encoder ({fm.state.get('encoder', {}).get('name')})")
             init_from_flow_matching(model, fm.ema)
-        if overwrite and existing and distributed.is_main():
-            shutil.rmtree(self.probe_dir / "checkpoints", ignore_errors=True)
-            (self.probe_dir / "latest.json").unlink(missing_ok=True)
         if distributed.world_size() > 1:
             _broadcast_parameters(model)
-        ema = copy.deepcopy(model).eval()
+        run.ema = copy.deepcopy(model).eval()
         if checkpoint is not None:
-            ema.load_state_dict(checkpoint.ema)
-        for p in ema.parameters():
+            run.ema.load_state_dict(checkpoint.ema)
+        for p in run.ema.parameters():
             p.requires_grad_(False)
-        stats = dataset.stats.tensors()
+        return run
 
-        def save(finished: bool) -> None:
-            if distributed.is_main():
-                save_checkpoint(self.probe_dir, model, ema, optimizer,
-                                {"batches": generator.get_state()}, stats,
-                                self._describe(step, elapsed, images, finished))
-                _write_log(self.probe_dir, log_rows)
-
+    def draw_batch(self, run: _Run, progress: float, phase: str, phase_progress: float
+                   ) -> dict[str, Any]:
+        """This rank's slice of the step's global batch: images (from the curriculum's tasks
+        while it lasts), dropped conditions, (t, r) and noise, drawn in that order from the
+        run's generator (a resumed run draws the same batches)."""
+        c = self.config
         rank, world = distributed.rank(), distributed.world_size()
         local = slice(rank * c.batch_size // world, (rank + 1) * c.batch_size // world)
-        schedules = {"flow-matching": TimeSchedule.named("flow-matching"),
-                     "meanflow": TimeSchedule.named(c.schedule)}
-        objectives = {"flow-matching": Objective("flow-matching", p=c.adaptive_p),
-                      "meanflow": c.meanflow_objective()}
-        last_good = step
-        window_start, window_images = time.perf_counter(), 0
-        from emf_bench.progress import StepProgress
+        pool = run.first if run.first is not None and progress < c.first_share else None
+        index = torch.randint(len(run.dataset) if pool is None else len(pool),
+                              (c.batch_size,), generator=run.generator)
+        if pool is not None:
+            index = pool[index]
+        drop = chosen(c.batch_size, c.cond_dropout, run.generator)
+        t, r = self.schedules[phase].sample(c.batch_size, phase_progress, run.generator)
+        noise = torch.randn((c.batch_size, *run.dataset.images.shape[1:]),
+                            generator=run.generator)
+        x, cond = run.dataset.batch(index[local])
+        cond = {k: None if v is None else v.to(self.device) for k, v in cond.items()}
+        dropped = drop[local].to(self.device)
+        pooled, tokens = run.model.cond.apply_null(cond["pooled"], cond["tokens"], dropped)
+        cond.update(pooled=pooled, tokens=tokens, dropped=dropped)
+        return {"x": x.to(self.device), "noise": noise[local].to(self.device),
+                "t": t[local].to(self.device), "r": r[local].to(self.device), "cond": cond}
 
-        next_snapshot = snapshot[0] if snapshot is not None else float("inf")
-        with StepProgress(f"training {self.card.name} {c.objective}",
-                          self.budget if self.budget_kind == "steps" else None,
-                          after=study_after) as bar:
-            calls = 0
-            while self.progress(step, elapsed) < 1.0:
-                tick = time.perf_counter()
-                progress = self.progress(step, elapsed)
-                phase, phase_progress = self.phase(progress)
-                lr = self.learning_rate(step, progress)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                pool = first if first is not None and progress < c.first_share else None
-                index = torch.randint(len(dataset) if pool is None else len(pool),
-                                      (c.batch_size,), generator=generator)
-                if pool is not None:
-                    index = pool[index]
-                drop = chosen(c.batch_size, c.cond_dropout, generator)
-                t, r = schedules[phase].sample(c.batch_size, phase_progress, generator)
-                noise = torch.randn((c.batch_size, *dataset.images.shape[1:]),
-                                    generator=generator)
-                x, cond = dataset.batch(index[local])
-                x, noise = x.to(self.device), noise[local].to(self.device)
-                cond = {k: None if v is None else v.to(self.device) for k, v in cond.items()}
-                pooled, tokens = model.cond.apply_null(cond["pooled"], cond["tokens"],
-                                                       drop[local].to(self.device))
-                cond.update(pooled=pooled, tokens=tokens, dropped=drop[local].to(self.device))
-                with autocast(self.device, self.precision):
-                    loss, info = probe_loss(model, x, noise, t[local].to(self.device),
-                                            r[local].to(self.device), cond, objectives[phase])
-                finite = torch.tensor(float(torch.isfinite(loss)))
-                if world > 1:
-                    torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-                if not finite:
-                    value = float(loss.detach())
-                    raise EmfBenchError(
-                        f"training diverged: the loss is {value} at step {step + 1}; the "
-                        f"last good checkpoint (step {last_good}) is kept in {self.probe_dir}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if world > 1:
-                    _sync_gradients(model)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-                optimizer.step()
-                ema_update(ema, model, step, c.ema_decay)
-                step += 1
-                calls += 1
-                images += c.batch_size
-                spent = time.perf_counter() - tick
-                if world > 1:
-                    spent = float(distributed.broadcast_from_main(spent))
-                elapsed += spent
-                window_images += c.batch_size
-                if step % c.log_every == 0 or step == 1:
-                    now = time.perf_counter()
-                    rate = window_images / max(now - window_start, 1e-9)
-                    window_start, window_images = now, 0
-                    log_rows.append({"step": step, "seconds": round(elapsed, 3), "phase": phase,
-                                     "lr": lr, "loss": info["loss"], "mse": info["mse"],
-                                     "images_per_s": round(rate, 1)})
-                    bar.update(step, self.progress(step, elapsed), info["loss"], rate, phase)
-                if step % c.checkpoint_every == 0:
-                    save(finished=False)
-                    last_good = step
-                if snapshot is not None and elapsed >= next_snapshot:
-                    snapshot[1](step, elapsed, ema)
-                    next_snapshot += snapshot[0]
-                if stop_after is not None and calls >= stop_after:
-                    return {"step": step, "stopped": True, "probe_dir": str(self.probe_dir)}
-        save(finished=True)
-        summary = {**self._describe(step, elapsed, images, True),
-                   "probe_dir": str(self.probe_dir)}
+    def optimise(self, run: _Run, batch: dict[str, Any], phase: str, lr: float,
+                 last_good: int) -> dict[str, float]:
+        """One optimisation step on `batch` (every rank's gradients averaged), then the EMA;
+        a non-finite loss on any rank stops the training, naming the last good checkpoint."""
+        c = self.config
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(self.device, self.precision):
+            loss, info = probe_loss(run.model, batch["x"], batch["noise"], batch["t"],
+                                    batch["r"], batch["cond"], self.objectives[phase])
+        finite = torch.tensor(float(torch.isfinite(loss)))
+        if distributed.world_size() > 1:
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not finite:
+            raise EmfBenchError(
+                f"training diverged: the loss is {float(loss.detach())} at step "
+                f"{run.step + 1}; the last good checkpoint (step {last_good}) is kept in "
+                f"{self.probe_dir}")
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if distributed.world_size() > 1:
+            _sync_gradients(run.model)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), c.grad_clip)
+        run.optimizer.step()
+        ema_update(run.ema, run.model, run.step, c.ema_decay)
+        return info
+
+    def _save(self, run: _Run, finished: bool) -> None:
         if distributed.is_main():
-            atomic_write_json(self.probe_dir / "probe.json", summary)
-        return summary
+            save_checkpoint(self.probe_dir, run.model, run.ema, run.optimizer,
+                            {"batches": run.generator.get_state()}, run.dataset.stats.tensors(),
+                            self._describe(run.step, run.elapsed, run.images, finished))
+            _write_log(self.probe_dir, run.log_rows)
+
+    @property
+    def schedules(self) -> dict[str, TimeSchedule]:
+        return {"flow-matching": TimeSchedule.named("flow-matching"),
+                "meanflow": TimeSchedule.named(self.config.schedule)}
+
+    @property
+    def objectives(self) -> dict[str, Objective]:
+        return {"flow-matching": Objective("flow-matching", p=self.config.adaptive_p),
+                "meanflow": self.config.meanflow_objective()}
+
+
+@dataclass
+class _Run:
+    """What a training run carries from step to step (and a checkpoint restores)."""
+
+    dataset: Any
+    first: torch.Tensor | None  # the curriculum's scene indices
+    model: torch.nn.Module
+    ema: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    step: int = 0
+    elapsed: float = 0.0
+    images: int = 0
+    log_rows: list[dict] = field(default_factory=list)
 
 
 def _write_log(probe_dir: Path, rows: list[dict]) -> None:

@@ -5,14 +5,9 @@ import torch
 from tests_shared import perturb
 
 from emf_bench.errors import EmfBenchError
-from emf_bench.probe.model import (
-    PROBE_PRESETS,
-    ProbeConfig,
-    attention,
-    build_model,
-    plain_attention,
-    preset,
-)
+from emf_bench.probe.model import build_model
+from emf_bench.probe.presets import PROBE_PRESETS, ProbeConfig, preset
+from emf_bench.probe.tangents import attention, plain_attention
 from emf_bench.probe.trainer import init_from_flow_matching
 
 

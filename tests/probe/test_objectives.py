@@ -5,9 +5,11 @@ import torch
 from tests_shared import perturb
 
 from emf_bench.errors import EmfBenchError
-from emf_bench.probe.model import ProbeConfig, build_model, plain_attention
+from emf_bench.probe.model import build_model
 from emf_bench.probe.objectives import Objective, average_velocity_and_derivative, probe_loss
+from emf_bench.probe.presets import ProbeConfig
 from emf_bench.probe.schedules import TimeSchedule
+from emf_bench.probe.tangents import plain_attention
 
 
 def tiny(arch="dit", **kw):

@@ -5,7 +5,8 @@ import torch
 from tests_shared import perturb
 from torch import nn
 
-from emf_bench.probe.model import ProbeConfig, build_model
+from emf_bench.probe.model import build_model
+from emf_bench.probe.presets import ProbeConfig
 from emf_bench.probe.sampler import MeanFlowSampler
 
 

@@ -127,11 +127,11 @@ def test_checkpoints_from_before_the_tangent_option_resume_as_sample_tangent():
 
 
 def test_a_resumed_probe_keeps_its_network_when_the_preset_changes(tmp_path, cache, monkeypatch):
-    from emf_bench.probe import model as model_module
+    from emf_bench.probe import presets as presets_module
 
     trainer(tmp_path, cache, budget="4steps").train()
-    tiny = model_module.PROBE_PRESETS["tiny"]
-    monkeypatch.setitem(model_module.PROBE_PRESETS, "tiny",
+    tiny = presets_module.PROBE_PRESETS["tiny"]
+    monkeypatch.setitem(presets_module.PROBE_PRESETS, "tiny",
                         lambda **kw: tiny(unet_attention=True, **kw))
     resumed = trainer(tmp_path, cache, budget="8steps").train(resume=True)
     assert resumed["step"] == 8 and resumed["probe"]["unet_attention"] is False
@@ -141,11 +141,11 @@ def test_a_resumed_probe_keeps_its_network_when_the_preset_changes(tmp_path, cac
 
 def test_a_renamed_preset_that_builds_the_same_network_resumes(tmp_path, cache, monkeypatch):
     # (as the long study's run dirs from when `cpu` had the layout maps `cpu-layout` has now)
-    from emf_bench.probe import model as model_module
+    from emf_bench.probe import presets as presets_module
 
     trainer(tmp_path, cache, budget="4steps").train()
-    monkeypatch.setitem(model_module.PROBE_PRESETS, "tiny-renamed",
-                        model_module.PROBE_PRESETS["tiny"])
+    monkeypatch.setitem(presets_module.PROBE_PRESETS, "tiny-renamed",
+                        presets_module.PROBE_PRESETS["tiny"])
     resumed = trainer(tmp_path, cache, budget="8steps", size="tiny-renamed").train(resume=True)
     assert resumed["step"] == 8
     refusal = r"other training settings \(size\): it was trained with size='tiny-renamed', this "
