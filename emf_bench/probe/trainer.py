@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import io
 import math
 import shutil
@@ -185,8 +186,7 @@ class ProbeTrainer:
         torch.set_num_threads(self.threads)
         existing = has_checkpoint(self.probe_dir)
         checkpoint = self._restore(resume, overwrite, existing)
-        if checkpoint is not None and self.progress(checkpoint.state["step"],
-                                                    checkpoint.state["seconds"]) >= 1.0:
+        if checkpoint is not None and self._finished(checkpoint.state):
             return {**checkpoint.state, "reused": True, "probe_dir": str(self.probe_dir)}
         run = self._start(checkpoint)
         if overwrite and existing and distributed.is_main():
@@ -244,13 +244,15 @@ class ProbeTrainer:
             return None
         checkpoint = load_checkpoint(self.probe_dir, training=True)
         self._check_resumable(checkpoint.state)
-        finished = self.progress(checkpoint.state["step"], checkpoint.state["seconds"]) >= 1.0
-        if not resume and not finished:
+        if not resume and not self._finished(checkpoint.state):
             raise EmfBenchError(
                 f"an unfinished probe is in {self.probe_dir} (step "
                 f"{checkpoint.state['step']}); pass --resume to continue it or "
                 f"--overwrite to start over")
         return checkpoint
+
+    def _finished(self, state: dict) -> bool:
+        return self.progress(state["step"], state["seconds"]) >= 1.0
 
     def _start(self, checkpoint) -> _Run:
         """The training set, the network (from the checkpoint, a flow-matching probe or the
@@ -357,12 +359,12 @@ class ProbeTrainer:
                             self._describe(run.step, run.elapsed, run.images, finished))
             _write_log(self.probe_dir, run.log_rows)
 
-    @property
+    @functools.cached_property
     def schedules(self) -> dict[str, TimeSchedule]:
         return {"flow-matching": TimeSchedule.named("flow-matching"),
                 "meanflow": TimeSchedule.named(self.config.schedule)}
 
-    @property
+    @functools.cached_property
     def objectives(self) -> dict[str, Objective]:
         return {"flow-matching": Objective("flow-matching", p=self.config.adaptive_p),
                 "meanflow": self.config.meanflow_objective()}
