@@ -62,7 +62,7 @@ PROFILES = {
         "minilm and constant (a negative control) and a flow-matching baseline for class-label, "
         "2000 steps each, the first half on position and color_attr prompts; world-GenEval (16 "
         "images per prompt) and world-DPG at 1, 2, 4 and 8 steps. Sized for a 2-core laptop "
-        "CPU: the study prints its estimated time before it trains (about 24 minutes where "
+        "CPU: the study prints its estimated time before it trains (19 to 22 minutes where "
         "the probe trains MeanFlow at 250 images/s)",
         budget="2000steps", **_CPU_STUDY),
     "long": Profile(
