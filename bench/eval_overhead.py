@@ -17,11 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from emf_bench.evaluation.benchmarks import Scorer, load_benchmark
 from emf_bench.evaluation.detectors import load_detector
-from emf_bench.evaluation.runner import EvalSettings, Scorer, StepSweep
-from emf_bench.evaluation.suites import SuiteSources, load_suite
+from emf_bench.evaluation.layouts import read_image
+from emf_bench.evaluation.runner import EvalSettings, StepSweep
 from emf_bench.evaluation.world_export import export_world_suites
-from emf_bench.generators.folder import FolderGenerator, read_image
+from emf_bench.generators.folder import FolderGenerator
 from emf_bench.world import World
 
 
@@ -36,7 +37,7 @@ def main() -> None:
         export_world_suites(World(), root, images_per_prompt=args.images_per_prompt)
         images = sorted((root / "geneval/images").glob("*/samples/*.png"))
         detector = load_detector("world-exact")
-        suite = load_suite("world-geneval", SuiteSources())
+        suite = load_benchmark("world-geneval")
 
         def bare() -> None:
             for file in images:

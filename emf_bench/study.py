@@ -45,6 +45,7 @@ class Profile:
 TIME_LEDGER = "study-time.json"
 BUILTIN_ENCODERS = ("class-label", "bag-of-words", "minilm", "random-transformer", "constant")
 NEEDS_MINILM = ("minilm", "random-transformer")  # weights, or MiniLM's tokenizer
+STUDY_BENCHMARKS = ("world-geneval", "world-dpg")  # scored by the world's exact backends
 
 # The default study: four MeanFlow probes (three encoders and a negative control, so the rank
 # correlation has four points) and a flow-matching baseline, on the cpu-layout U-Net (layout
@@ -208,7 +209,7 @@ class Study:
         (probe/speed.py): seconds per probe, for evaluation, and a line saying so."""
         import torch
 
-        from emf_bench.evaluation.suites import SuiteSources, load_suite
+        from emf_bench.evaluation.benchmarks import Sources, load_benchmark
         from emf_bench.probe.config import parse_budget
         from emf_bench.probe.precision import check_threads, resolve_precision
         from emf_bench.probe.speed import probe_seconds, step_seconds
@@ -224,8 +225,8 @@ class Study:
                    for _, objective in probes]
         if self.jobs > 1 and len(probes) > 1:  # side by side: measured alone, so a bound
             seconds = [s / min(self.jobs, len(probes)) for s in seconds]
-        sources = SuiteSources(world=self.world)
-        images = sum(len(load_suite(s, sources)) for s in ("world-geneval", "world-dpg")) \
+        sources = Sources(world=self.world)
+        images = sum(len(load_benchmark(s, sources)) for s in STUDY_BENCHMARKS) \
             * self.profile.images_per_prompt
         evaluation = len(probes) * images * sum(self.profile.steps) * per_step["sample"]
         total = sum(seconds) + evaluation
@@ -302,21 +303,19 @@ class Study:
         return [folders[probe] for probe in probes]
 
     def evaluate(self, folder: Path, cache) -> None:
-        from emf_bench.evaluation.detectors import load_detector
-        from emf_bench.evaluation.runner import EvalSettings, Scorer, StepSweep
-        from emf_bench.evaluation.suites import SuiteSources, load_suite
-        from emf_bench.evaluation.vqa import load_vqa
+        from emf_bench.evaluation.benchmarks import BackendOptions, Sources, load_benchmark
+        from emf_bench.evaluation.runner import EvalSettings, StepSweep
         from emf_bench.generators.probe import ProbeGenerator
 
         generator = ProbeGenerator(folder, device=self.device, cache=cache)
         settings = EvalSettings(images_per_prompt=self.profile.images_per_prompt,
                                 seed=self.seed, guidance=self.profile.guidance)
-        sources = SuiteSources(world=self.world)
-        scorers = {"world-geneval": Scorer(detector=load_detector("world-exact", self.world),
-                                           strict_world=True),
-                   "world-dpg": Scorer(vqa=load_vqa("world-oracle", self.world))}
-        for suite, scorer in scorers.items():  # a probe trained further replaces its results
-            StepSweep(generator, load_suite(suite, sources), scorer, self.run_path,
+        sources = Sources(world=self.world)
+        for name in STUDY_BENCHMARKS:  # the world's exact backends, the defaults there
+            benchmark = load_benchmark(name, sources)
+            scorer = benchmark.make_scorer(BackendOptions(), self.world)
+            # a probe trained further replaces its results
+            StepSweep(generator, benchmark, scorer, self.run_path,
                       settings).run(self.profile.steps, replace_stale=True)
 
 

@@ -125,9 +125,9 @@ def eval_command(
     For probes, folders of pre-generated images and diffusers pipelines. Results go to
     <run-dir>/evals/<model>/<benchmark>/steps-<k>/ and <run-dir>/evals/summary.*
     """
-    from emf_bench.errors import EmfBenchError, unknown_name
+    from emf_bench.errors import EmfBenchError
+    from emf_bench.evaluation.benchmarks import BackendOptions, Sources, check_names
     from emf_bench.evaluation.geneval import GenEvalRules
-    from emf_bench.evaluation.suites import BENCHMARKS
 
     go_offline(offline)
     specs = [("probe", m) for m in model or []] + [("folder", i) for i in images or []] + \
@@ -137,16 +137,13 @@ def eval_command(
                             "--pipeline ID")
     if name and len(specs) > 1:
         raise EmfBenchError("--name names a single model; give one --model/--images/--pipeline")
-    for b in benchmark:
-        if b not in BENCHMARKS:
-            raise unknown_name("benchmark", b, BENCHMARKS)
+    check_names(benchmark)
     counts = parse_steps(steps) if steps else None
     rules = GenEvalRules(threshold, counting_threshold, max_objects, nms_threshold,
                          position_threshold)
 
     from emf_bench import distributed
     from emf_bench.evaluation.runner import EvalSettings, collect_summaries, summary_table
-    from emf_bench.evaluation.suites import SuiteSources
     from emf_bench.rundir import RunDir, default_run_dir
 
     settings = EvalSettings(images_per_prompt=images_per_prompt, seed=seed, guidance=guidance,
@@ -157,11 +154,9 @@ def eval_command(
               "steps": list(counts) if counts else None, "settings": settings.to_dict(),
               "detector": detector, "vqa": vqa, "official_compat": official_compat,
               "world": world.to_dict()}
-    options = dict(detector=detector, detector_model=detector_model, color_model=color_model,
-                   mmdet_config=mmdet_config, mmdet_checkpoint=mmdet_checkpoint, vqa=vqa,
-                   strict=strict, device=device)
-    sources = SuiteSources(geneval_metadata, dpg_prompts, dpg_csv, world.to_dict(),
-                           official_compat)
+    options = BackendOptions(detector, detector_model, color_model, mmdet_config,
+                             mmdet_checkpoint, vqa, strict, device)
+    sources = Sources(geneval_metadata, dpg_prompts, dpg_csv, world.to_dict(), official_compat)
     with run.invocation("eval", config, seed) as entry:
         results = []
         for kind, spec in specs:
@@ -217,41 +212,14 @@ def check_world(generator, world: dict) -> None:
                             f"the probe's world options")
 
 
-def make_scorer(suite, options: dict, world: dict):
-    from emf_bench.errors import EmfBenchError
-    from emf_bench.evaluation.runner import Scorer
-
-    if suite.kind == "geneval":
-        from emf_bench.evaluation.detectors import ClipColorClassifier, load_detector
-
-        name = options["detector"] or ("world-exact" if suite.name.startswith("world-")
-                                       else "mask2former-hf")
-        if name == "world-exact" and not suite.name.startswith("world-"):
-            raise EmfBenchError("the world-exact detector knows only the world's shapes; use "
-                                "--detector mask2former-hf or mmdet for GenEval")
-        detector = load_detector(name, world, options["device"], options["detector_model"],
-                                 options["mmdet_config"], options["mmdet_checkpoint"])
-        colors = None if name == "world-exact" else ClipColorClassifier(
-            options["color_model"], options["device"])
-        return Scorer(detector=detector, colors=colors,
-                      strict_world=options["strict"] and name == "world-exact")
-    from emf_bench.evaluation.vqa import load_vqa
-
-    name = options["vqa"] or ("world-oracle" if suite.name.startswith("world-") else None)
-    if name is None:
-        raise EmfBenchError("--benchmark dpg needs --vqa hf:<model> or --vqa mplug (DPG-Bench's "
-                            "mPLUG-large via modelscope)")
-    return Scorer(vqa=load_vqa(name, world, options["device"]))
-
-
 def evaluate_model(generator, benchmark: str, sources, run_path: Path, settings, steps,
-                   overwrite: bool, options: dict) -> dict:
+                   overwrite: bool, options) -> dict:
+    from emf_bench.evaluation.benchmarks import load_benchmark
     from emf_bench.evaluation.runner import StepSweep
-    from emf_bench.evaluation.suites import load_suite
 
-    suite = load_suite(benchmark, sources)
-    scorer = make_scorer(suite, options, sources.world)
-    return StepSweep(generator, suite, scorer, run_path, settings).run(steps, overwrite)
+    bench = load_benchmark(benchmark, sources)
+    scorer = bench.make_scorer(options, sources.world)
+    return StepSweep(generator, bench, scorer, run_path, settings).run(steps, overwrite)
 
 
 def write_table(table, stem: Path) -> None:
@@ -267,6 +235,7 @@ def print_results(results: list[dict], run_path: Path) -> None:
     from rich.table import Table
 
     from emf_bench.cli.options import results_console
+    from emf_bench.evaluation.benchmarks import benchmark_class
 
     console = results_console()
     for by_steps in results:
@@ -275,23 +244,11 @@ def print_results(results: list[dict], run_path: Path) -> None:
         backend = (scorer.get("detector") or scorer.get("vqa"))["name"]
         label = "official backend" if scorer.get("official") else "NOT the official backend"
         table = Table(title=f"{first['model']} on {first['benchmark']} ({backend}: {label})")
-        if "tasks" in first:
-            tasks = list(first["tasks"])
-            columns = ["steps", "overall", *tasks, "images ok", "prompts ok"]
-        else:
-            tasks = list(first["level1"])
-            columns = ["steps", "overall x100", *tasks]
-        for column in columns:
+        columns, rows = benchmark_class(first["benchmark"]).table(by_steps)
+        for column in ["steps", *columns]:
             table.add_column(column)
-        for k, s in by_steps.items():
-            label_k = str(k) if k else "given"
-            if "tasks" in s:
-                table.add_row(label_k, f"{s['overall']:.3f}",
-                              *(f"{s['tasks'].get(t, float('nan')):.2f}" for t in tasks),
-                              f"{s['correct_images']:.2f}", f"{s['correct_prompts']:.2f}")
-            else:
-                table.add_row(label_k, f"{s['overall']:.2f}",
-                              *(f"{s['level1'].get(t, float('nan')):.1f}" for t in tasks))
+        for k, row in zip(by_steps, rows, strict=True):
+            table.add_row(str(k) if k else "given", *row)
         console.print(table)
         for k, s in by_steps.items():
             if s.get("errors"):

@@ -17,7 +17,7 @@ zero-shot over GenEval's ten colours with its three templates, on the object's p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,7 +48,6 @@ _ALIASES = {"motorbike": "motorcycle", "aeroplane": "airplane", "sofa": "couch",
             "pottedplant": "potted plant", "diningtable": "dining table", "tvmonitor": "tv",
             "hair dryer": "hair drier"}
 TEMPLATES = ("a photo of a {c} {cls}", "a photo of a {c}-colored {cls}", "a photo of a {c} object")
-DETECTORS = ("world-exact", "mask2former-hf", "mmdet")
 
 
 @runtime_checkable
@@ -283,19 +282,32 @@ def _embedding(output):
     return output if hasattr(output, "norm") else output.pooler_output
 
 
+def _world_exact(world: dict[str, Any], **_) -> Detector:
+    from emf_bench.world import World, WorldConfig
+
+    return World(WorldConfig.from_dict(world)).detector()  # speaks the protocol already
+
+
+def _mask2former(device: str | None, model: str | None, **_) -> Detector:
+    return Mask2FormerDetector(model or "facebook/mask2former-swin-small-coco-instance", device)
+
+
+def _mmdet(device: str | None, mmdet_config: Path | None, mmdet_checkpoint: Path | None,
+           **_) -> Detector:
+    if mmdet_config is None or mmdet_checkpoint is None:
+        raise EmfBenchError("--detector mmdet needs --mmdet-config and --mmdet-checkpoint "
+                            "(GenEval's mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco)")
+    return MMDetDetector(mmdet_config, mmdet_checkpoint, device)
+
+
+DETECTORS: dict[str, Callable[..., Detector]] = {
+    "world-exact": _world_exact, "mask2former-hf": _mask2former, "mmdet": _mmdet}
+
+
 def load_detector(name: str, world: dict[str, Any] | None = None, device: str | None = "cpu",
                   model: str | None = None, mmdet_config: Path | None = None,
                   mmdet_checkpoint: Path | None = None) -> Detector:
-    if name == "world-exact":  # the world's ExactDetector already speaks the protocol
-        from emf_bench.world import World, WorldConfig
-
-        return World(WorldConfig.from_dict(world or {})).detector()
-    if name == "mask2former-hf":
-        return Mask2FormerDetector(model or "facebook/mask2former-swin-small-coco-instance",
-                                   device)
-    if name == "mmdet":
-        if mmdet_config is None or mmdet_checkpoint is None:
-            raise EmfBenchError("--detector mmdet needs --mmdet-config and --mmdet-checkpoint "
-                                "(GenEval's mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco)")
-        return MMDetDetector(mmdet_config, mmdet_checkpoint, device)
-    raise unknown_name("detector", name, DETECTORS)
+    if name not in DETECTORS:
+        raise unknown_name("detector", name, DETECTORS)
+    return DETECTORS[name](world=world or {}, device=device, model=model,
+                           mmdet_config=mmdet_config, mmdet_checkpoint=mmdet_checkpoint)

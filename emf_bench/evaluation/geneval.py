@@ -135,14 +135,15 @@ def score_image(detections: Sequence[Detection], metadata: dict[str, Any],
             "detections": {k: [d.to_dict() for d in v] for k, v in kept.items()}}
 
 
-def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def summarize(rows: Sequence[dict[str, Any]], prompt_key: str = "prompt") -> dict[str, Any]:
     """GenEval's summary: per-task accuracy over images, overall = unweighted task mean, plus
-    % correct images and % correct prompts (any image of the prompt correct)."""
+    % correct images and % correct prompts (any image of the prompt correct; a prompt is the
+    rows' `prompt_key`)."""
     by_task: dict[str, list[bool]] = {}
     by_prompt: dict[str, list[bool]] = {}
     for r in rows:
         by_task.setdefault(r["tag"], []).append(bool(r["correct"]))
-        by_prompt.setdefault(r.get("prompt_key", r["prompt"]), []).append(bool(r["correct"]))
+        by_prompt.setdefault(r[prompt_key], []).append(bool(r["correct"]))
     tasks = {t: sum(v) / len(v) for t, v in by_task.items()}
     return {
         "tasks": tasks,

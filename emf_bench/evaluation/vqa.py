@@ -11,7 +11,7 @@ Answers are normalised to lower case; DPG-Bench scores an answer 1 only if it is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -19,7 +19,6 @@ import numpy as np
 from emf_bench.errors import EmfBenchError, unknown_name
 
 MPLUG = "damo/mplug_visual-question-answering_coco_large_en"
-VQA_BACKENDS = ("world-oracle", "hf:<model>", "mplug")
 
 
 @runtime_checkable
@@ -125,13 +124,30 @@ class MPlugVQA:
                 for q in questions]
 
 
-def load_vqa(name: str, world: dict[str, Any] | None = None, device: str | None = "cpu") -> VQA:
-    if name == "world-oracle":  # the world's OracleVQA already speaks the protocol
-        from emf_bench.world import World, WorldConfig
+def _world_oracle(model: str, world: dict[str, Any], device: str | None) -> VQA:
+    from emf_bench.world import World, WorldConfig
 
-        return World(WorldConfig.from_dict(world or {})).oracle()
-    if name.startswith("hf:") and len(name) > 3:
-        return TransformersVQA(name[3:], device)
-    if name == "mplug" or name.startswith("mplug:"):
-        return MPlugVQA(name.split(":", 1)[1] if ":" in name else MPLUG, device)
-    raise unknown_name("VQA backend", name, VQA_BACKENDS)
+    return World(WorldConfig.from_dict(world)).oracle()  # speaks the protocol already
+
+
+def _transformers(model: str, world: dict[str, Any], device: str | None) -> VQA:
+    if not model:
+        raise EmfBenchError("--vqa hf: needs a model id or path (hf:<model>)")
+    return TransformersVQA(model, device)
+
+
+def _mplug(model: str, world: dict[str, Any], device: str | None) -> VQA:
+    return MPlugVQA(model or MPLUG, device)
+
+
+# name (the part of --vqa before ":") -> factory(model after ":", world, device)
+VQA_BACKENDS: dict[str, Callable[[str, dict[str, Any], str | None], VQA]] = {
+    "world-oracle": _world_oracle, "hf": _transformers, "mplug": _mplug}
+
+
+def load_vqa(name: str, world: dict[str, Any] | None = None, device: str | None = "cpu") -> VQA:
+    """`world-oracle`, `hf:<model>` or `mplug[:<model>]`."""
+    kind, _, model = name.partition(":")
+    if kind not in VQA_BACKENDS:
+        raise unknown_name("VQA backend", name, ["world-oracle", "hf:<model>", "mplug"])
+    return VQA_BACKENDS[kind](model, world or {}, device)

@@ -10,8 +10,6 @@ import torch
 
 from emf_bench.errors import unknown_name
 
-SCHEDULES = ("meanflow", "emf", "emf-cosine", "flow-matching")
-
 
 @dataclass(frozen=True)
 class TimeSchedule:
@@ -23,15 +21,9 @@ class TimeSchedule:
 
     @classmethod
     def named(cls, kind: str) -> TimeSchedule:
-        if kind == "meanflow":  # the MeanFlow paper: logit-normal(-0.4, 1.0), 25% r != t
-            return cls("meanflow", (-0.4, -0.4), (1.0, 1.0), (0.25, 0.25))
-        if kind == "emf":
-            return cls("emf")
-        if kind == "emf-cosine":  # the same path, interpolated with a cosine
-            return cls("emf-cosine", curve="cosine")
-        if kind == "flow-matching":
-            return cls("flow-matching", (-0.4, -0.4), (1.0, 1.0), (0.0, 0.0))
-        raise unknown_name("time schedule", kind, SCHEDULES)
+        if kind not in SCHEDULES:
+            raise unknown_name("time schedule", kind, SCHEDULES)
+        return SCHEDULES[kind]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,6 +44,18 @@ class TimeSchedule:
         t, r = torch.maximum(a, b), torch.minimum(a, b)
         return t, torch.where(chosen(n, ratio, generator), r, t)
 
+
+
+SCHEDULES = {
+    # the MeanFlow paper: logit-normal(-0.4, 1.0), 25% r != t
+    "meanflow": TimeSchedule("meanflow", (-0.4, -0.4), (1.0, 1.0), (0.25, 0.25)),
+    # EMF's adaptive schedule: mu, sigma and the share of r != t move with training progress
+    "emf": TimeSchedule("emf"),
+    # the same path, interpolated with a cosine
+    "emf-cosine": TimeSchedule("emf-cosine", curve="cosine"),
+    # no r != t: plain flow matching's times
+    "flow-matching": TimeSchedule("flow-matching", (-0.4, -0.4), (1.0, 1.0), (0.0, 0.0)),
+}
 
 def chosen(n: int, share: float, generator: torch.Generator) -> torch.Tensor:
     """A mask of n rows with `share` of them True, at random places: floor(share n) rows, plus

@@ -126,8 +126,10 @@ class Evaluation:
 
     @functools.cached_property
     def intervals(self) -> dict[str, Any]:
-        """Bootstrap intervals of a GenEval-style evaluation ({} for DPG-style ones)."""
-        return bootstrap_geneval(self.rows) if "tasks" in self.summary else {}
+        """Bootstrap intervals, as the benchmark computes them ({} where it has none)."""
+        from emf_bench.evaluation.benchmarks import benchmark_class
+
+        return benchmark_class(self.benchmark).intervals(self.rows)
 
 
 def evaluations(run: Path) -> list[Evaluation]:
@@ -137,32 +139,6 @@ def evaluations(run: Path) -> list[Evaluation]:
         out.append(Evaluation(s["model"], s["benchmark"], int(s["steps"]), file.parent, s,
                               s.get("generator", {})))
     return sorted(out, key=lambda e: (e.model, e.benchmark, e.steps))
-
-
-def bootstrap_geneval(rows: list[dict[str, Any]], resamples: int = 1000, seed: int = 0,
-                      level: float = 0.95) -> dict[str, Any]:
-    """GenEval overall (and per task) with percentile intervals from a bootstrap over prompts,
-    stratified by task (the overall score is the unweighted mean of task scores)."""
-    rng = np.random.default_rng(seed)
-    by_task: dict[str, dict[Any, list[float]]] = {}
-    for r in rows:
-        key = r.get("prompt_index", r.get("prompt"))
-        by_task.setdefault(r["tag"], {}).setdefault(key, []).append(float(r["correct"]))
-    if not by_task:
-        return {}
-    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    task_draws, out = {}, {"tasks": {}}
-    for task, prompts in by_task.items():
-        values = np.array([np.mean(v) for v in prompts.values()])
-        draws = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
-        task_draws[task] = draws
-        out["tasks"][task] = {"score": float(values.mean()), "low": float(np.percentile(draws, lo)),
-                              "high": float(np.percentile(draws, hi)), "prompts": len(values)}
-    overall = np.mean(list(task_draws.values()), axis=0)
-    out.update(score=float(np.mean([t["score"] for t in out["tasks"].values()])),
-               low=float(np.percentile(overall, lo)), high=float(np.percentile(overall, hi)),
-               resamples=resamples, level=level)
-    return out
 
 
 def study_table(run: Path, encoders: pd.DataFrame, evals: list[Evaluation],

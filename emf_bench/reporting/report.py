@@ -70,7 +70,7 @@ def _with_intervals(table: pd.DataFrame, evals: list[collect.Evaluation]) -> pd.
 
 def _samples(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
     """The same prompts at every step count, side by side, per model (GenEval suites)."""
-    from emf_bench.generators.folder import read_image
+    from emf_bench.evaluation.layouts import read_image
 
     out = []
     by_model: dict[tuple[str, str], list[collect.Evaluation]] = {}
@@ -104,7 +104,7 @@ def _samples(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
 
 def _failures(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
     """Failed GenEval images at the fewest steps, with detections drawn and the reason."""
-    from emf_bench.generators.folder import read_image
+    from emf_bench.evaluation.layouts import read_image
 
     out, done = [], set()
     for e in sorted(evals, key=lambda e: e.steps):

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from emf_bench.evaluation.benchmarks.geneval import bootstrap_geneval
 from emf_bench.reporting import collect
 
 BENCHMARK = "world-geneval"
@@ -42,7 +43,7 @@ def paired_difference(a: collect.Evaluation, b: collect.Evaluation,
              for r in a.rows if wanted(r) and key(r) in theirs]
     if not diffs:
         return None
-    return {**collect.bootstrap_geneval(diffs), "pairs": len(diffs)}
+    return {**bootstrap_geneval(diffs), "pairs": len(diffs)}
 
 
 def _fmt_diff(d: dict[str, Any] | None) -> str:

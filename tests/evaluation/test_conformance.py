@@ -5,9 +5,9 @@ import collections
 import pytest
 from tests_shared import SHARED_DATA
 
+from emf_bench.evaluation.benchmarks.geneval import load_geneval_metadata
 from emf_bench.evaluation.detectors import GENEVAL_CLASSES
 from emf_bench.evaluation.dpg import read_prompts
-from emf_bench.evaluation.suites import load_geneval_metadata
 
 
 def test_official_geneval_metadata_parses(geneval_metadata_file):

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from emf_bench.errors import EmfBenchError
+from emf_bench.evaluation.benchmarks import Scorer, image_seed, load_benchmark
 from emf_bench.evaluation.detectors import load_detector
-from emf_bench.evaluation.runner import EvalSettings, Scorer, StepSweep, image_seed
-from emf_bench.evaluation.suites import SuiteSources, load_suite
+from emf_bench.evaluation.runner import EvalSettings, StepSweep
 from emf_bench.evaluation.vqa import load_vqa
 from emf_bench.evaluation.world_export import export_world_suites
 from emf_bench.generators.folder import FolderGenerator
@@ -29,7 +29,7 @@ def exported(tmp_path_factory):
 
 
 def geneval_sweep(root, run, **kw):
-    suite = load_suite("world-geneval", SuiteSources())
+    suite = load_benchmark("world-geneval")
     return StepSweep(FolderGenerator(root, "truth"), suite,
                      Scorer(detector=load_detector("world-exact"), strict_world=True), run,
                      EvalSettings(**kw))
@@ -43,9 +43,9 @@ def test_ground_truth_scores_perfectly_on_both_suites(exported, tmp_path):
     assert summary["scorer"]["detector"]["name"] == "world-exact"
     rows = [json.loads(x) for x in (tmp_path / "evals/truth/world-geneval/steps-0/results.jsonl")
             .read_text().splitlines()]
-    assert len(rows) == 2 * len(load_suite("world-geneval", SuiteSources()).rows)
+    assert len(rows) == 2 * len(load_benchmark("world-geneval").rows)
 
-    dpg = load_suite("world-dpg", SuiteSources())
+    dpg = load_benchmark("world-dpg")
     result = StepSweep(FolderGenerator(exported / "dpg/images", "truth"), dpg,
                        Scorer(vqa=load_vqa("world-oracle")), tmp_path).run([0])[0]
     assert result["overall"] == 100.0 and result["prompts"] == len(dpg.items)
@@ -62,7 +62,7 @@ def perturbed_copy(exported, tmp_path, index, edit):
 
 
 def first(tag, predicate=lambda row: True):
-    rows = load_suite("world-geneval", SuiteSources()).rows
+    rows = load_benchmark("world-geneval").rows
     return next(i for i, r in enumerate(rows) if r["tag"] == tag and predicate(r))
 
 
@@ -73,7 +73,7 @@ def object_pixels(image, color):
 def test_recoloured_moved_or_removed_objects_fail_with_the_right_reason(exported, tmp_path):
     world_bg = np.array(BACKGROUND, dtype=np.uint8)
     color_row = first("colors")
-    want = load_suite("world-geneval", SuiteSources()).rows[color_row]["include"][0]
+    want = load_benchmark("world-geneval").rows[color_row]["include"][0]
     other = next(c for c in World().config.colors if c != want["color"])
 
     def recolour(image):
@@ -128,7 +128,7 @@ WORLD = World()  # one for every stub image: its catalogue takes 60 ms to build
 
 
 def test_an_interrupted_sweep_resumes_to_identical_results(tmp_path):
-    suite = load_suite("world-geneval", SuiteSources())
+    suite = load_benchmark("world-geneval")
     scorer = Scorer(detector=load_detector("world-exact"))
     settings = EvalSettings(images_per_prompt=2, chunk_prompts=20)
     StepSweep(CountingGenerator(), suite, scorer, tmp_path / "a", settings).run([1, 2])
@@ -154,7 +154,7 @@ def test_an_interrupted_sweep_resumes_to_identical_results(tmp_path):
 def test_a_study_replaces_results_of_a_stale_generator(tmp_path):
     """A probe trained further has another state; a study recomputes its results instead of
     refusing, and drops step counts computed only for the old state."""
-    suite = load_suite("world-geneval", SuiteSources())
+    suite = load_benchmark("world-geneval")
     scorer = Scorer(detector=load_detector("world-exact"))
     settings = EvalSettings(images_per_prompt=1, chunk_prompts=200)
     StepSweep(CountingGenerator(), suite, scorer, tmp_path, settings).run([1, 2])

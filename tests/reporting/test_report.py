@@ -10,6 +10,7 @@ import pytest
 
 from emf_bench.cli import main
 from emf_bench.errors import EmfBenchError
+from emf_bench.evaluation.benchmarks.geneval import bootstrap_geneval
 from emf_bench.reporting import collect
 from emf_bench.study import Profile, Study, profile
 
@@ -53,11 +54,11 @@ def test_study_tables_have_intervals_and_a_rank_correlation(study_run):
 
 def test_bootstrap_intervals_cover_the_score_and_shrink_with_more_prompts():
     rows = [{"tag": "a", "prompt_index": i, "correct": i % 2 == 0} for i in range(40)]
-    small = collect.bootstrap_geneval(rows[:10])
-    large = collect.bootstrap_geneval(rows)
+    small = bootstrap_geneval(rows[:10])
+    large = bootstrap_geneval(rows)
     assert small["low"] <= small["score"] <= small["high"]
     assert large["high"] - large["low"] < small["high"] - small["low"]
-    assert collect.bootstrap_geneval(rows) == collect.bootstrap_geneval(rows)  # seeded
+    assert bootstrap_geneval(rows) == bootstrap_geneval(rows)  # seeded
 
 
 def synthetic_study(correct: dict[tuple[str, str], object], prompts=40, tasks=("position",)):
