@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from emf_bench.errors import EmfBenchError, check_guidance, unknown_name
+from emf_bench.probe.config import TrainConfig, check_curriculum, parse_budget
 
 
 @dataclass(frozen=True)
@@ -28,18 +29,21 @@ class Profile:
     baselines: tuple[str, ...]  # flow-matching probes
     budget: str
     size: str = "cpu"
-    batch_size: int = 32
+    batch_size: int = TrainConfig.batch_size
     steps: tuple[int, ...] = (1, 2, 4, 8)
     images_per_prompt: int = 4
     guidance: float = 1.0  # 1: one network evaluation per step; EMF also reports CFG (2 per step)
     queries: int = 1000
     pool_size: int = 4000
-    train_size: int = 20000
+    train_size: int = TrainConfig.train_size
     first_tasks: tuple[str, ...] = ()  # a curriculum (TrainConfig.first_tasks): none by default
     first_share: float = 0.0
+    brief: str = ""  # one line for `emf-bench run --help`
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("brief")
+        return out
 
 
 TIME_LEDGER = "study-time.json"
@@ -65,10 +69,12 @@ PROFILES = {
         "images per prompt) and world-DPG at 1, 2, 4 and 8 steps. Sized for a 2-core laptop "
         "CPU: the study prints its estimated time before it trains (19 to 22 minutes where "
         "the probe trains MeanFlow at 250 images/s)",
-        budget="2000steps", **_CPU_STUDY),
+        budget="2000steps", brief="five probes of 2000 steps for a laptop CPU, the first half "
+        "on position and color_attr prompts", **_CPU_STUDY),
     "long": Profile(
         "long", "the quick study with every probe trained for 4000 steps: about 45 minutes on "
-        "a 2-core CPU that trains MeanFlow at 250 images/s", budget="4000steps", **_CPU_STUDY),
+        "a 2-core CPU that trains MeanFlow at 250 images/s", budget="4000steps",
+        brief="the same with 4000 steps", **_CPU_STUDY),
     "full": Profile(
         "full", "every built-in encoder scored and probed with MeanFlow for 12000 steps of 512 "
         "images, flow-matching baselines for class-label and minilm, the GPU U-Net preset, 1, "
@@ -79,7 +85,7 @@ PROFILES = {
         # arithmetic, bound the small one), and 1000 steps of 512 scored 0.52 at 1 step against
         # 0.27 for 64 and 0.47 for four minutes of 64 (BENCHMARKS.md, "On a GPU").
         probe_encoders=BUILTIN_ENCODERS, baselines=("class-label", "minilm"),
-        budget="12000steps",
+        budget="12000steps", brief="12000 steps of 512 images for every encoder, sized for a GPU",
         size="gpu-unet", batch_size=512, steps=(1, 2, 4, 16)),
 }
 
@@ -99,7 +105,7 @@ class Study:
     cache_dir: Path | None = None
     seed: int = 0
     jobs: int = 1  # probes trained at once, each in its own process (a GPU's idle share)
-    precision: str = "auto"  # TrainConfig.precision
+    precision: str = TrainConfig.precision
     threads: int | None = None  # intra-op threads for training (None: the physical cores)
     timings: dict[str, float] = field(default_factory=dict)  # this run's stages
     notes: list[str] = field(default_factory=list)
@@ -339,6 +345,9 @@ def _train_in_worker(fields: dict[str, Any], encoder: str, objective: str) -> Pa
     return study.train(encoder, objective, FeatureCache(study.cache_dir))
 
 
+DEFAULT_PROFILE = "quick"  # what `emf-bench run` runs
+
+
 def profile(name: str, budget: str | None = None, guidance: float | None = None,
             first_tasks: tuple[str, ...] | None = None, first_share: float | None = None
             ) -> Profile:
@@ -348,16 +357,12 @@ def profile(name: str, budget: str | None = None, guidance: float | None = None,
         raise unknown_name("profile", name, PROFILES)
     chosen = PROFILES[name]
     if budget is not None:
-        from emf_bench.probe.config import parse_budget
-
         parse_budget(budget)
         chosen = replace(chosen, budget=budget)
     if guidance is not None:
         check_guidance(guidance)
         chosen = replace(chosen, guidance=guidance)
     if first_tasks is not None or first_share is not None:
-        from emf_bench.probe.config import check_curriculum
-
         share = chosen.first_share if first_share is None else first_share
         tasks = chosen.first_tasks if first_tasks is None else tuple(first_tasks)
         if first_tasks is None and share == 0:

@@ -8,15 +8,12 @@ from typing import Annotated
 import typer
 
 from emf_bench.cli.options import (
-    CacheDir,
-    Device,
+    ENCODING,
+    Common,
     EncodersDir,
-    Offline,
     Overwrite,
-    RunDirOption,
-    Seed,
+    common_options,
     encoder_registry,
-    go_offline,
     results_console,
     split_names,
     world_options,
@@ -83,6 +80,7 @@ def show(name: Annotated[str, typer.Argument(help="Encoder name.")],
 
 @encoders_app.command("score")
 @world_options
+@common_options(*ENCODING)
 def score(
     encoder: Annotated[list[str] | None, typer.Option(
         "--encoder", "-e", help="Encoder to score (repeatable).", show_default=False)] = None,
@@ -118,24 +116,18 @@ def score(
     dtype: Annotated[str | None, typer.Option(
         "--dtype", help="Override the cards' dtype: float32, float16, bfloat16.",
         show_default=False)] = None,
-    device: Device = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per forward pass.")] = 64,
-    cache_dir: CacheDir = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature "
                                            "cache.")] = False,
-    offline: Offline = False,
-    run_dir: RunDirOption = None,
     overwrite: Overwrite = False,
-    seed: Seed = 0,
-    encoders_dir: EncodersDir = None,
+    common: Common = None,
     world=None,
 ) -> None:
     """Score encoders for discriminability and disentanglement (EMF paper protocols) and
     labelled extras; results go to <run-dir>/encoders/<name>/."""
     from emf_bench.errors import EmfBenchError, in_range
 
-    go_offline(offline)
-    registry = encoder_registry(encoders_dir)
+    registry = common.registry()
     if all_encoders == bool(encoder):
         raise EmfBenchError("name encoders with --encoder NAME (repeatable) or pass --all")
     names = registry.names() if all_encoders else list(dict.fromkeys(encoder or []))
@@ -144,29 +136,27 @@ def score(
 
     from emf_bench import distributed
     from emf_bench.analysis.scoring import ScoreConfig, score_encoders
-    from emf_bench.rundir import RunDir, default_run_dir
-    from emf_bench.text.cache import FeatureCache
 
     distributed.init_from_env()
     config = ScoreConfig(
         dataset=dataset, metrics=split_names(metrics) if metrics else None,
-        pool_size=pool_size, n_queries=queries, k=k, seed=seed,
+        pool_size=pool_size, n_queries=queries, k=k, seed=common.seed,
         image_features=image_features, coco_captions=coco_captions, coco_images=coco_images,
         prompts=prompts, world=world.to_dict())
     config.resolved_metrics()  # reject bad metric or dataset names before loading anything
     for option, value in (("--k", k), ("--queries", queries), ("--batch-size", batch_size),
                           ("--pool-size", 1 if pool_size is None else pool_size)):
         in_range(option, value, 1)
-    run = RunDir.open(run_dir or default_run_dir("encoder-scores"))
-    cache = None if no_cache else FeatureCache(cache_dir)
+    run = common.run("encoder-scores")
+    cache = None if no_cache else common.cache()
     failures: list[tuple[str, str]] = []
     results = []
-    settings = {**config.to_dict(), "encoders": names, "device": device,
+    settings = {**config.to_dict(), "encoders": names, "device": common.device,
                 "batch_size": batch_size, "cache": None if cache is None else str(cache.root)}
-    with run.invocation("encoders score", settings, seed) as entry:
+    with run.invocation("encoders score", settings, common.seed) as entry:
         for card in cards:
             try:
-                results += score_encoders([card], config, run.path, cache, device=device,
+                results += score_encoders([card], config, run.path, cache, device=common.device,
                                           batch_size=batch_size, overwrite=overwrite)
             except EmfBenchError as err:
                 if len(cards) == 1:

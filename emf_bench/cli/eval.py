@@ -8,17 +8,12 @@ from typing import Annotated
 
 import typer
 
-from emf_bench.cli.options import (
-    CacheDir,
-    Device,
-    Offline,
-    Overwrite,
-    RunDirOption,
-    Seed,
-    go_offline,
-    parse_steps,
-    world_options,
-)
+from emf_bench.cli.options import Common, Overwrite, common_options, parse_steps, world_options
+from emf_bench.evaluation.benchmarks import BENCHMARKS, BackendOptions
+from emf_bench.evaluation.geneval import GenEvalRules
+from emf_bench.evaluation.runner import EvalSettings
+
+MODEL_STEPS = (1, 2, 4)  # what a generator is evaluated at without --steps
 
 
 def resolve_probe(spec: str, run_path: Path) -> Path:
@@ -54,16 +49,17 @@ def eval_command(
         "--name", help="Name for a single --images or --pipeline model in results.",
         show_default=False)] = None,
     benchmark: Annotated[list[str], typer.Option(
-        "--benchmark", "-b", help="geneval, dpg, world-geneval, world-dpg (repeatable).")
+        "--benchmark", "-b", help=f"{', '.join(BENCHMARKS)} (repeatable).")
     ] = ["world-geneval"],  # noqa: B006 - Typer needs a literal default
     steps: Annotated[str | None, typer.Option(
-        "--steps", help="Sampling step counts, e.g. 1,2,4,16 \\[default: 1,2,4; a folder "
-        "without {steps}: its one set of images].", show_default=False)] = None,
+        "--steps", help="Sampling step counts, e.g. 1,2,4,16 \\[default: "
+        f"{','.join(map(str, MODEL_STEPS))}; a folder without {{steps}}: its one set of "
+        "images].", show_default=False)] = None,
     images_per_prompt: Annotated[int, typer.Option(
         "--images-per-prompt", help="GenEval images per prompt (DPG-Bench: always 4 tiles).")
-    ] = 4,
+    ] = EvalSettings.images_per_prompt,
     guidance: Annotated[float, typer.Option(
-        "--guidance", help="Classifier-free guidance scale (1: none).")] = 1.0,
+        "--guidance", help="Classifier-free guidance scale (1: none).")] = EvalSettings.guidance,
     geneval_metadata: Annotated[Path | None, typer.Option(
         "--geneval-metadata", help="GenEval's prompts/evaluation_metadata.jsonl.",
         show_default=False)] = None,
@@ -82,7 +78,7 @@ def eval_command(
     ] = None,
     color_model: Annotated[str, typer.Option(
         "--color-model", help="CLIP model for GenEval's colour classifier (non-world "
-        "detectors).")] = "openai/clip-vit-large-patch14",
+        "detectors).")] = BackendOptions.color_model,
     mmdet_config: Annotated[Path | None, typer.Option(
         "--mmdet-config", help="GenEval's mmdet config file.", show_default=False)] = None,
     mmdet_checkpoint: Annotated[Path | None, typer.Option(
@@ -91,16 +87,19 @@ def eval_command(
         "--vqa", help="world-oracle, hf:<model id or folder>, or mplug (official; modelscope) "
         "\\[default: world-oracle on world-dpg].", show_default=False)] = None,
     threshold: Annotated[float, typer.Option("--threshold", help="GenEval score threshold.")
-                         ] = 0.3,
+                         ] = GenEvalRules.threshold,
     counting_threshold: Annotated[float, typer.Option(
-        "--counting-threshold", help="GenEval threshold on counting prompts.")] = 0.9,
+        "--counting-threshold", help="GenEval threshold on counting prompts.")
+    ] = GenEvalRules.counting_threshold,
     max_objects: Annotated[int, typer.Option(
-        "--max-objects", help="GenEval detections kept per class.")] = 16,
+        "--max-objects", help="GenEval detections kept per class.")
+    ] = GenEvalRules.max_objects,
     nms_threshold: Annotated[float, typer.Option(
         "--nms-threshold", help="Extra per-class NMS IoU (1.0: off, GenEval's setting).")
-    ] = 1.0,
+    ] = GenEvalRules.nms_threshold,
     position_threshold: Annotated[float, typer.Option(
-        "--position-threshold", help="c in GenEval's relative-position rule.")] = 0.1,
+        "--position-threshold", help="c in GenEval's relative-position rule.")
+    ] = GenEvalRules.position_threshold,
     strict: Annotated[bool, typer.Option(
         "--strict/--no-strict", help="world-geneval: also report the strict extra score "
         "(extra objects fail).")] = True,
@@ -112,12 +111,8 @@ def eval_command(
     pipeline_size: Annotated[int | None, typer.Option(
         "--pipeline-size", help="Pipeline image side \\[default: the pipeline's].",
         show_default=False)] = None,
-    device: Device = "auto",
-    cache_dir: CacheDir = None,
-    offline: Offline = False,
-    run_dir: RunDirOption = None,
     overwrite: Overwrite = False,
-    seed: Seed = 0,
+    common: Common = None,
     world=None,
 ) -> None:
     """GenEval and DPG-Bench (or the world's suites) at 1/2/4/N steps.
@@ -126,10 +121,8 @@ def eval_command(
     <run-dir>/evals/<model>/<benchmark>/steps-<k>/ and <run-dir>/evals/summary.*
     """
     from emf_bench.errors import EmfBenchError
-    from emf_bench.evaluation.benchmarks import BackendOptions, Sources, check_names
-    from emf_bench.evaluation.geneval import GenEvalRules
+    from emf_bench.evaluation.benchmarks import Sources, check_names
 
-    go_offline(offline)
     specs = [("probe", m) for m in model or []] + [("folder", i) for i in images or []] + \
         [("pipeline", p) for p in pipeline or []]
     if not specs:
@@ -143,28 +136,27 @@ def eval_command(
                          position_threshold)
 
     from emf_bench import distributed
-    from emf_bench.evaluation.runner import EvalSettings, collect_summaries, summary_table
-    from emf_bench.rundir import RunDir, default_run_dir
+    from emf_bench.evaluation.runner import collect_summaries, summary_table
 
-    settings = EvalSettings(images_per_prompt=images_per_prompt, seed=seed, guidance=guidance,
-                            rules=rules, save_images=save_images)
+    settings = EvalSettings(images_per_prompt=images_per_prompt, seed=common.seed,
+                            guidance=guidance, rules=rules, save_images=save_images)
     distributed.init_from_env()
-    run = RunDir.open(run_dir or default_run_dir("eval"))
+    run = common.run("eval")
     config = {"models": [f"{k}:{v}" for k, v in specs], "benchmarks": benchmark,
               "steps": list(counts) if counts else None, "settings": settings.to_dict(),
               "detector": detector, "vqa": vqa, "official_compat": official_compat,
               "world": world.to_dict()}
     options = BackendOptions(detector, detector_model, color_model, mmdet_config,
-                             mmdet_checkpoint, vqa, strict, device)
+                             mmdet_checkpoint, vqa, strict, common.device)
     sources = Sources(geneval_metadata, dpg_prompts, dpg_csv, world.to_dict(), official_compat)
-    with run.invocation("eval", config, seed) as entry:
+    with run.invocation("eval", config, common.seed) as entry:
         results = []
         for kind, spec in specs:
-            generator = make_generator(kind, spec, run.path, device, cache_dir, name,
-                                       pipeline_dtype, pipeline_size)
+            generator = make_generator(kind, spec, run.path, common, name, pipeline_dtype,
+                                       pipeline_size)
             check_world(generator, world.to_dict())
             model_steps = counts or (
-                (0,) if kind == "folder" and "{steps}" not in spec else (1, 2, 4))
+                (0,) if kind == "folder" and "{steps}" not in spec else MODEL_STEPS)
             if kind == "folder" and "{steps}" not in spec and len(model_steps) > 1:
                 raise EmfBenchError(f"--images {spec} holds one set of images; put {{steps}} in "
                                     f"the path to give one folder per step count")
@@ -180,21 +172,20 @@ def eval_command(
         print_results(results, run.path)
 
 
-def make_generator(kind: str, spec: str, run_path: Path, device: str, cache_dir, name,
+def make_generator(kind: str, spec: str, run_path: Path, common: Common, name,
                    dtype: str, size: int | None):
     if kind == "probe":
         from emf_bench.generators.probe import ProbeGenerator
-        from emf_bench.text.cache import FeatureCache
 
-        return ProbeGenerator(resolve_probe(spec, run_path), device=device,
-                              cache=FeatureCache(cache_dir))
+        return ProbeGenerator(resolve_probe(spec, run_path), device=common.device,
+                              cache=common.cache())
     if kind == "folder":
         from emf_bench.generators.folder import FolderGenerator
 
         return FolderGenerator(spec, name)
     from emf_bench.generators.diffusers import DiffusersGenerator
 
-    generator = DiffusersGenerator(spec, device=device, dtype=dtype, size=size)
+    generator = DiffusersGenerator(spec, device=common.device, dtype=dtype, size=size)
     if name:
         generator.name = name
     return generator
@@ -262,4 +253,5 @@ def print_results(results: list[dict], run_path: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("eval")(world_options(eval_command))
+    app.command("eval")(world_options(common_options(
+        "device", "cache_dir", "offline", "run_dir", "seed")(eval_command)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,11 +64,11 @@ Offline = Annotated[bool, typer.Option(
 FirstTasks = Annotated[str | None, typer.Option(
     "--first-tasks", help="Curriculum: world tasks (comma-separated, e.g. position) a probe "
     "trains on alone for the first --first-share of its budget, before the whole mix "
-    "\\[default: run: the profile's (long: position,color_attr); train-probe: none].",
+    "\\[default: run: the profile's; train-probe: none].",
     show_default=False)]
 FirstShare = Annotated[float | None, typer.Option(
     "--first-share", help="Budget share of the curriculum's first part; 0 alone: no "
-    "curriculum \\[default: run: the profile's (long: 0.5); train-probe: 0].",
+    "curriculum \\[default: run: the profile's; train-probe: 0].",
     show_default=False)]
 
 
@@ -143,29 +144,98 @@ _WORLD_OPTIONS: dict[str, tuple[Any, str | None]] = {
 }
 
 
+def _with_block(command: Callable[..., Any], block: dict[str, tuple[Any, Any]], target: str,
+                build: Callable[[dict[str, Any]], Any]) -> Callable[..., Any]:
+    """`command` with the options of `block` (parameter name -> (annotation, default)) in its
+    signature, called with `target=build(their values)` instead of them."""
+    # eval_str: the command's module uses `from __future__ import annotations`, and Typer takes
+    # a preset __signature__ as it is, so its annotations must already be real objects.
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != target]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                               annotation=annotation)
+             for name, (annotation, default) in block.items()]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name, default) for name, (_, default) in block.items()}
+        kwargs[target] = build(values)
+        return command(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+    return wrapper
+
+
 def world_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give a Typer command the world options and call it with `world=` a WorldConfig.
 
     The options are declared once here; the command declares a `world` parameter instead.
     """
-    # eval_str: the command's module uses `from __future__ import annotations`, and Typer takes
-    # a preset __signature__ as it is, so its annotations must already be real objects.
-    signature = inspect.signature(command, eval_str=True)
-    kept = [p for p in signature.parameters.values() if p.name != "world"]
-    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                               annotation=annotation)
-             for name, (annotation, _) in _WORLD_OPTIONS.items()]
+    def build(values: dict[str, Any]):
+        return world_config(values["canvas"], values["shapes"], values["colors"],
+                            values["world_split"], values["world_seed"], values["world_file"])
 
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        values = {name: kwargs.pop(name, None) for name in _WORLD_OPTIONS}
-        kwargs["world"] = world_config(values["canvas"], values["shapes"], values["colors"],
-                                       values["world_split"], values["world_seed"],
-                                       values["world_file"])
-        return command(*args, **kwargs)
+    block = {name: (annotation, None) for name, (annotation, _) in _WORLD_OPTIONS.items()}
+    return _with_block(command, block, "world", build)
 
-    wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
-    return wrapper
+
+@dataclass(frozen=True)
+class Common:
+    """The options that commands which encode, train or evaluate share, checked on creation:
+    the Hub switched off for --offline, the precision and threads checked where a command
+    trains (`threads` is then the count to train with)."""
+
+    device: str = "auto"
+    seed: int = 0
+    run_dir: Path | None = None
+    cache_dir: Path | None = None
+    offline: bool = False
+    encoders_dir: tuple[Path, ...] = ()
+    precision: str = "auto"
+    threads: int | None = None
+
+    def run(self, default_name: str):
+        """The run directory: --run-dir, or reports/<default_name>/."""
+        from emf_bench.rundir import RunDir, default_run_dir
+
+        return RunDir.open(self.run_dir or default_run_dir(default_name))
+
+    def registry(self):
+        return encoder_registry(list(self.encoders_dir))
+
+    def cache(self):
+        from emf_bench.text.cache import FeatureCache
+
+        return FeatureCache(self.cache_dir)
+
+
+_COMMON: dict[str, tuple[Any, Any]] = {
+    "device": (Device, "auto"), "precision": (Precision, "auto"), "threads": (Threads, None),
+    "cache_dir": (CacheDir, None), "offline": (Offline, False), "run_dir": (RunDirOption, None),
+    "seed": (Seed, 0), "encoders_dir": (EncodersDir, None),
+}
+
+
+# The blocks commands take: what encodes text, and what also trains.
+ENCODING = ("device", "cache_dir", "offline", "run_dir", "seed", "encoders_dir")
+TRAINING = ("device", "precision", "threads", "cache_dir", "offline", "run_dir", "seed",
+            "encoders_dir")
+
+
+def common_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a Typer command the shared options `names` (declared once, in `_COMMON`) and call
+    it with `common=` a Common."""
+    block = {name: _COMMON[name] for name in names}
+
+    def build(values: dict[str, Any]) -> Common:
+        go_offline(values.get("offline", False))
+        values["encoders_dir"] = tuple(values.get("encoders_dir") or ())
+        if "precision" in values:
+            values["threads"] = check_hardware(values["device"], values["precision"],
+                                               values.get("threads"))
+        return Common(**values)
+
+    return lambda command: _with_block(command, block, "common", build)
 
 
 def _names(value: str | None) -> tuple[str, ...] | None:

@@ -8,24 +8,17 @@ from typing import Annotated
 import typer
 
 from emf_bench.cli.options import (
-    CacheDir,
-    Device,
-    EncodersDir,
+    TRAINING,
+    Common,
     FirstShare,
     FirstTasks,
-    Offline,
     Overwrite,
-    Precision,
-    RunDirOption,
-    Seed,
-    Threads,
-    check_hardware,
-    encoder_registry,
-    go_offline,
+    common_options,
     parse_steps,
     split_names,
     world_options,
 )
+from emf_bench.probe.config import TrainConfig as Defaults  # light: no torch until built
 
 Steps = Annotated[str, typer.Option(
     "--steps", help="Comma-separated sampling step counts, e.g. 1,2,4,16.")]
@@ -43,64 +36,59 @@ def train_probe(
                                          show_default=False)],
     objective: Annotated[str, typer.Option(
         "--objective", help="meanflow (one-step capable) or flow-matching (the baseline).")
-    ] = "meanflow",
+    ] = Defaults.objective,
     budget: Annotated[str, typer.Option(
-        "--budget", help="Training budget: time (90s, 4m, 1.5h) or steps (3000steps).")] = "4m",
+        "--budget", help="Training budget: steps (3000steps: the same probe on any machine) or "
+        "a time (90s, 4m, 1.5h: what this machine manages in it).")] = Defaults.budget,
     size: Annotated[str, typer.Option(
         "--size", help="Probe size preset: cpu (U-Net, minutes on a laptop), cpu-layout (the "
         "same with layout maps, so the prompt can place objects: for longer runs with position "
-        "prompts), cpu-dit, gpu-unet, gpu-dit-s, gpu-dit-b.")] = "cpu",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Global batch size.")] = 32,
-    lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 2e-3,
+        "prompts), cpu-dit, gpu-unet, gpu-dit-s, gpu-dit-b.")] = Defaults.size,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Global batch size.")
+                          ] = Defaults.batch_size,
+    lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = Defaults.lr,
     conditioning: Annotated[str, typer.Option(
         "--conditioning", help="pooled (adaLN/FiLM), tokens (cross-attention) or both.")
-    ] = "pooled",
+    ] = Defaults.conditioning,
     schedule: Annotated[str, typer.Option(
         "--schedule", help="(t, r) schedule: emf (adaptive, linear), emf-cosine, or meanflow "
         "(fixed 25% r != t).")
-    ] = "emf",
+    ] = Defaults.schedule,
     jvp: Annotated[str, typer.Option(
         "--jvp", help="du/dt strategy: auto (dual where the network has hand-written tangent "
         "rules, as the U-Net does, else func), dual, func (torch.func.jvp), autograd, "
-        "fd.")] = "auto",
+        "fd.")] = Defaults.jvp,
     tangent: Annotated[str, typer.Option(
         "--tangent", help="The JVP's tangent in z: model (the probe's own instantaneous "
         "velocity: far less noise in the target, one more forward pass without gradients) or "
-        "sample (the sample's velocity, as in the MeanFlow paper).")] = "model",
-    warm_start: Annotated[float | None, typer.Option(
-        "--warm-start", help="meanflow: budget share trained with flow matching first "
-        "\\[default: 0.4].", show_default=False)] = None,
-    ema_decay: Annotated[float | None, typer.Option(
-        "--ema-decay", help="Decay of the EMA weights used for sampling \\[default: 0.99].",
-        show_default=False)] = None,
-    train_guidance: Annotated[float | None, typer.Option(
+        "sample (the sample's velocity, as in the MeanFlow paper).")] = Defaults.tangent,
+    warm_start: Annotated[float, typer.Option(
+        "--warm-start", help="meanflow: budget share trained with flow matching first.")
+    ] = Defaults.warm_start,
+    ema_decay: Annotated[float, typer.Option(
+        "--ema-decay", help="Decay of the EMA weights used for sampling.")] = Defaults.ema_decay,
+    train_guidance: Annotated[float, typer.Option(
         "--train-guidance", help="meanflow: guidance scale trained into the target (1: none; "
-        "sampling then takes one network evaluation per step) \\[default: 1.5].",
-        show_default=False)] = None,
+        "sampling then takes one network evaluation per step).")] = Defaults.train_guidance,
     init_from: Annotated[Path | None, typer.Option(
         "--init-from", help="meanflow: start from this flow-matching probe (its time embedding "
         "initialises both of MeanFlow's), as EMF fine-tunes a pretrained flow model.",
         show_default=False)] = None,
     train_size: Annotated[int, typer.Option(
-        "--train-size", help="World training scenes rendered for the probe.")] = 20000,
+        "--train-size", help="World training scenes rendered for the probe.")
+    ] = Defaults.train_size,
     first_tasks: FirstTasks = None,
     first_share: FirstShare = None,
     checkpoint_every: Annotated[int, typer.Option(
-        "--checkpoint-every", help="Save a checkpoint every N steps (and at the end).")] = 250,
+        "--checkpoint-every", help="Save a checkpoint every N steps (and at the end).")
+    ] = Defaults.checkpoint_every,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an unfinished probe.")
                       ] = False,
     quick_eval: Annotated[bool, typer.Option(
         "--quick-eval/--no-quick-eval", help="Score world-GenEval at 1, 2 and 4 steps after "
         "training (exact world detector; a few seconds).")] = True,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    threads: Threads = None,
-    cache_dir: CacheDir = None,
-    offline: Offline = False,
-    run_dir: RunDirOption = None,
     overwrite: Overwrite = False,
-    seed: Seed = 0,
-    encoders_dir: EncodersDir = None,
+    common: Common = None,
     world=None,
 ) -> None:
     """Train a MeanFlow (or flow-matching) probe generator conditioned on an encoder.
@@ -111,58 +99,52 @@ def train_probe(
     from emf_bench.errors import EmfBenchError
     from emf_bench.probe.trainer import TrainConfig
 
-    go_offline(offline)
     if resume and overwrite:
         raise EmfBenchError("--resume and --overwrite contradict each other; pick one")
     if init_from is not None and objective != "meanflow":
         raise EmfBenchError("--init-from starts a meanflow probe from a flow-matching one; "
                             "it needs --objective meanflow")
-    extra = {k: v for k, v in (("warm_start", warm_start), ("ema_decay", ema_decay),
-                               ("train_guidance", train_guidance)) if v is not None}
     config = TrainConfig(objective=objective, size=size, budget=budget, batch_size=batch_size,
                          lr=lr, conditioning=conditioning, schedule=schedule, jvp=jvp,
-                         tangent=tangent, train_size=train_size, seed=seed,
-                         checkpoint_every=checkpoint_every, precision=precision,
+                         tangent=tangent, train_size=train_size, seed=common.seed,
+                         checkpoint_every=checkpoint_every, precision=common.precision,
                          first_tasks=split_names(first_tasks or ""),
-                         first_share=first_share or 0.0,
-                         **extra)
+                         first_share=first_share or 0.0, warm_start=warm_start,
+                         ema_decay=ema_decay, train_guidance=train_guidance)
     config.probe_config(cond_dim=1)  # an unknown preset fails here, before anything loads
-    threads = check_hardware(device, precision, threads)
-    card = encoder_registry(encoders_dir).card(encoder).for_world(world.to_dict())
+    card = common.registry().card(encoder).for_world(world.to_dict())
 
     from emf_bench import distributed
     from emf_bench.probe.trainer import ProbeTrainer
-    from emf_bench.rundir import RunDir, default_run_dir
-    from emf_bench.text.cache import FeatureCache
     from emf_bench.world import World
 
     distributed.init_from_env()
-    run = RunDir.open(run_dir or default_run_dir("probes"))
+    run = common.run("probes")
     folder = probe_dir(run.path, card.name, objective)
     settings = {"encoder": card.name, "train": config.to_dict(), "world": world.to_dict(),
-                "device": device, "init_from": str(init_from) if init_from else None,
+                "device": common.device, "init_from": str(init_from) if init_from else None,
                 "probe_dir": str(folder)}
     world_obj = World(world)
-    with run.invocation("train-probe", settings, seed) as entry:
-        trainer = ProbeTrainer(card, config, world_obj, folder, FeatureCache(cache_dir),
-                               device=device, init_from=init_from, threads=threads)
+    with run.invocation("train-probe", settings, common.seed) as entry:
+        trainer = ProbeTrainer(card, config, world_obj, folder, common.cache(),
+                               device=common.device, init_from=init_from,
+                               threads=common.threads)
         summary = trainer.train(resume=resume, overwrite=overwrite)
         entry["result"] = {k: summary[k] for k in ("step", "seconds", "images")}
         scores = None
         if quick_eval and distributed.is_main():
-            scores = _quick_eval(folder, world_obj, device, cache_dir)
+            scores = _quick_eval(folder, world_obj, common)
             entry["quick_eval"] = scores
     if distributed.is_main():
         _print_summary(summary, folder, scores)
 
 
-def _quick_eval(folder: Path, world, device: str, cache_dir: Path | None) -> dict:
+def _quick_eval(folder: Path, world, common: Common) -> dict:
     from emf_bench.evaluation.world_scores import world_geneval
     from emf_bench.generators.probe import ProbeGenerator
     from emf_bench.storage import atomic_write_json
-    from emf_bench.text.cache import FeatureCache
 
-    generator = ProbeGenerator(folder, device=device, cache=FeatureCache(cache_dir))
+    generator = ProbeGenerator(folder, device=common.device, cache=common.cache())
     scores = world_geneval(generator, world, (1, 2, 4))
     result = {"benchmark": "world-geneval", "detector": "world-exact", "official": False,
               "generator": generator.describe(), "images_per_prompt": 4,
@@ -210,10 +192,7 @@ def generate(
     samples: Annotated[int, typer.Option("--samples", help="Seeds (rows) per prompt.")] = 2,
     guidance: Guidance = 1.0,
     view_size: Annotated[int, typer.Option("--view-size", help="Tile side in pixels.")] = 128,
-    device: Device = "auto",
-    cache_dir: CacheDir = None,
-    offline: Offline = False,
-    seed: Seed = 0,
+    common: Common = None,
 ) -> None:
     """Sample a probe at several step counts into a PNG grid.
 
@@ -221,7 +200,6 @@ def generate(
     """
     from emf_bench.errors import EmfBenchError
 
-    go_offline(offline)
     counts = parse_steps(steps)
     if out.suffix.lower() != ".png":
         raise EmfBenchError(f"--out must be a .png file, got {out}")
@@ -235,11 +213,10 @@ def generate(
 
     from emf_bench.generators.probe import ProbeGenerator
     from emf_bench.storage import atomic_path
-    from emf_bench.text.cache import FeatureCache
     from emf_bench.world.preview import caption_grid
 
-    generator = ProbeGenerator(probe, device=device, cache=FeatureCache(cache_dir))
-    rows = [(p, seed + i) for p in prompt for i in range(samples)]
+    generator = ProbeGenerator(probe, device=common.device, cache=common.cache())
+    rows = [(p, common.seed + i) for p in prompt for i in range(samples)]
     by_steps = {k: generator.generate([p for p, _ in rows], k, [s for _, s in rows], guidance)
                 for k in counts}
     tiles, captions = [], []
@@ -257,5 +234,5 @@ def generate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train-probe")(world_options(train_probe))
-    app.command("generate")(generate)
+    app.command("train-probe")(world_options(common_options(*TRAINING)(train_probe)))
+    app.command("generate")(common_options("device", "cache_dir", "offline", "seed")(generate))

@@ -8,31 +8,23 @@ from typing import Annotated
 import typer
 
 from emf_bench.cli.options import (
-    CacheDir,
-    Device,
-    EncodersDir,
+    TRAINING,
+    Common,
     FirstShare,
     FirstTasks,
-    Offline,
-    Precision,
-    RunDirOption,
-    Seed,
-    Threads,
-    check_hardware,
-    go_offline,
+    common_options,
     results_console,
     split_names,
     world_options,
 )
 from emf_bench.errors import in_range
+from emf_bench.study import DEFAULT_PROFILE, PROFILES
 
 
 def run_command(
     profile: Annotated[str, typer.Option(
-        "--profile", help="quick: five probes of 2000 steps for a laptop CPU, the first "
-        "half on position and color_attr prompts (the study prints its estimated time first); "
-        "long: the same with 4000 steps; full: 12000 steps of 512 images for every encoder, "
-        "sized for a GPU.")] = "quick",
+        "--profile", help="; ".join(f"{p.name}: {p.brief}" for p in PROFILES.values())
+        + " (the study prints its estimated time first).")] = DEFAULT_PROFILE,
     encoder: Annotated[list[str] | None, typer.Option(
         "--encoder", "-e", help="Also score and probe this encoder (repeatable).",
         show_default=False)] = None,
@@ -54,14 +46,7 @@ def run_command(
         "steps. Keep 1 on a CPU.")] = 1,
     report: Annotated[bool, typer.Option("--report/--no-report",
                                          help="Write report.html at the end.")] = True,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    threads: Threads = None,
-    cache_dir: CacheDir = None,
-    offline: Offline = False,
-    run_dir: RunDirOption = None,
-    seed: Seed = 0,
-    encoders_dir: EncodersDir = None,
+    common: Common = None,
     world=None,
 ) -> None:
     """The whole study on the built-in world, in one command.
@@ -72,25 +57,23 @@ def run_command(
     """
 
     from emf_bench import study as study_module
-    from emf_bench.rundir import RunDir, default_run_dir, host_info
+    from emf_bench.rundir import host_info
     from emf_bench.storage import atomic_write_json
 
-    go_offline(offline)
     chosen = study_module.profile(profile, budget, guidance,
                                   None if first_tasks is None else split_names(first_tasks),
                                   first_share)
     extra = tuple(dict.fromkeys(encoder or []))
-    dirs = tuple(encoders_dir or [])
-    study_module.check_encoders(extra, dirs)
+    study_module.check_encoders(extra, common.encoders_dir)
     in_range("--jobs", jobs, 1)
-    threads = check_hardware(device, precision, threads)
-    run = RunDir.open(run_dir or default_run_dir(f"study-{chosen.name}"))
-    study = study_module.Study(chosen, run.path, world.to_dict(), extra, dirs, device,
-                               cache_dir, seed, jobs, precision, threads)
+    run = common.run(f"study-{chosen.name}")
+    study = study_module.Study(chosen, run.path, world.to_dict(), extra, common.encoders_dir,
+                               common.device, common.cache_dir, common.seed, jobs,
+                               common.precision, common.threads)
     settings = {"profile": chosen.to_dict(), "extra_encoders": list(extra),
-                "world": world.to_dict(), "device": device, "jobs": jobs,
-                "precision": precision, "threads": threads}
-    with run.invocation("run", settings, seed) as entry:
+                "world": world.to_dict(), "device": common.device, "jobs": jobs,
+                "precision": common.precision, "threads": common.threads}
+    with run.invocation("run", settings, common.seed) as entry:
         result = study.run()
         entry["result"] = result
         meta = {"profile": chosen.name, "description": chosen.description,
@@ -167,5 +150,5 @@ def report_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run")(world_options(run_command))
+    app.command("run")(world_options(common_options(*TRAINING)(run_command)))
     app.command("report")(report_command)

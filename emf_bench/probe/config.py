@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emf_bench.errors import EmfBenchError, in_range, unknown_name
-from emf_bench.probe.objectives import OBJECTIVES, Objective
 from emf_bench.probe.precision import check_precision
 from emf_bench.probe.presets import ProbeConfig, preset
-from emf_bench.probe.schedules import TimeSchedule
+
+if TYPE_CHECKING:
+    from emf_bench.probe.objectives import Objective
 
 # Settings a flow-matching probe never reads.
 MEANFLOW_ONLY = ("warm_start", "schedule", "train_guidance", "tangent")
@@ -21,7 +22,8 @@ MEANFLOW_ONLY = ("warm_start", "schedule", "train_guidance", "tangent")
 class TrainConfig:
     objective: str = "meanflow"
     size: str = "cpu"
-    budget: str = "4m"  # "90s", "4m", "1.5h" or "3000steps"
+    # Steps, so the same command trains the same probe anywhere; or a time: "90s", "4m", "1.5h".
+    budget: str = "2000steps"
     batch_size: int = 32
     lr: float = 2e-3
     final_lr: float = 0.1  # cosine decay to this share of lr
@@ -56,6 +58,10 @@ class TrainConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
+        # (torch comes in here, not on import: the CLI reads these defaults for its options)
+        from emf_bench.probe.objectives import OBJECTIVES
+        from emf_bench.probe.schedules import TimeSchedule
+
         if self.objective not in OBJECTIVES:
             raise unknown_name("objective", self.objective, OBJECTIVES)
         parse_budget(self.budget)
@@ -87,6 +93,8 @@ class TrainConfig:
                                 f"have); use --jvp auto or func")
 
     def meanflow_objective(self) -> Objective:
+        from emf_bench.probe.objectives import Objective
+
         return Objective("meanflow", self.jvp, self.adaptive_p, guidance=self.train_guidance,
                          tangent=self.tangent)
 

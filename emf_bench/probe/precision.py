@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from emf_bench.errors import EmfBenchError, unknown_name
+
+if TYPE_CHECKING:  # torch is imported where it is used: TrainConfig's defaults stay light
+    import torch
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 ALIASES = {"bf16": "bfloat16", "fp32": "float32"}
@@ -43,6 +45,8 @@ def bf16_support(device: torch.device) -> str | None:
     """What gives `device` native bf16 matrix work ("amx_bf16", "avx512_bf16", "cuda"), or
     None. A CPU without those instructions would emulate bf16, slower than float32."""
     if device.type == "cuda":
+        import torch
+
         return "cuda" if torch.cuda.is_bf16_supported() else None
     if device.type == "cpu":
         flags = cpu_flags()
@@ -75,6 +79,8 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     """The forward passes' precision: bf16 autocast, or nothing for float32."""
     if precision == "float32":
         return contextlib.nullcontext()
+    import torch
+
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
@@ -111,6 +117,8 @@ def check_threads(threads: int | None) -> int:
 
 def hardware_record(device: torch.device, precision: str, threads: int) -> dict:
     """What `probe.json` records of how the probe trained."""
+    import torch
+
     return {"device": str(device), "precision": precision,
             "bf16_support": bf16_support(device), "threads": threads,
             "torch": torch.__version__}

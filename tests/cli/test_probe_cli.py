@@ -95,13 +95,20 @@ def test_text_outside_the_world_is_refused_by_a_class_label_probe(capsys, tmp_pa
 
 
 def test_the_help_states_the_training_defaults():
+    """The options take TrainConfig's defaults (one source) and the help shows them."""
+    from dataclasses import fields
+
     import typer
 
     from emf_bench.cli.app import app
     from emf_bench.probe.trainer import TrainConfig
 
     command = typer.main.get_command(app).commands["train-probe"]
-    helps = {p.name: p.help.replace("\\", "") for p in command.params}
-    assert f"[default: {TrainConfig.warm_start}]" in helps["warm_start"]
-    assert f"[default: {TrainConfig.ema_decay}]" in helps["ema_decay"]
-    assert f"[default: {TrainConfig.train_guidance}]" in helps["train_guidance"]
+    params = {p.name: p for p in command.params}
+    curriculum = {"first_tasks", "first_share"}  # None: run's profile, train-probe's none
+    shared = [f for f in fields(TrainConfig) if f.name in params and f.name not in curriculum]
+    assert {"warm_start", "ema_decay", "train_guidance", "train_size", "budget"} <= \
+        {f.name for f in shared}
+    for f in shared:
+        assert params[f.name].default == f.default, f.name
+        assert params[f.name].show_default is not False, f.name

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
 from emf_bench.errors import EmfBenchError, unknown_name
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from emf_bench.evaluation.detectors import Detector
     from emf_bench.evaluation.vqa import VQA
 
