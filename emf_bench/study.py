@@ -83,7 +83,7 @@ PROFILES = {
         "days",
         # Batch 512, not 64: on an H200 a step of 512 costs 1.3x a step of 64 (launches, not
         # arithmetic, bound the small one), and 1000 steps of 512 scored 0.52 at 1 step against
-        # 0.27 for 64 and 0.47 for four minutes of 64 (BENCHMARKS.md, "On a GPU").
+        # 0.27 for 64 and 0.47 for four minutes of 64 (docs/experiments.md, "A second lease").
         probe_encoders=BUILTIN_ENCODERS, baselines=("class-label", "minilm"),
         budget="12000steps", brief="12000 steps of 512 images for every encoder, sized for a GPU",
         size="gpu-unet", batch_size=512, steps=(1, 2, 4, 16)),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests_shared import SHARED_DATA  # official files beside the project; tests skip without
+from tests_shared import SHARED_DATA, TINY  # official files beside the project: tests skip without
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from emf_bench.text.card import EncoderCard
@@ -24,12 +24,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_progress(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+def _test_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
     monkeypatch.setenv("EMF_BENCH_QUIET", "1")
     # Tests never touch the user's feature cache, nor the network.
     monkeypatch.setenv("EMF_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "feature-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _quiet_progress(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+    _test_environment(monkeypatch, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -132,3 +136,26 @@ def cache(tmp_path):
     from emf_bench.text.cache import FeatureCache
 
     return FeatureCache(tmp_path / "feature-cache")
+
+
+# --- a tiny study, run once for the study's and the report's tests --------------------------
+
+@pytest.fixture(scope="session")
+def study_run(tmp_path_factory):
+    """A finished tiny study: (run folder, Study). Built before any test's own environment, so
+    it sets the same one (quiet, offline, the tests' feature cache)."""
+    from emf_bench.rundir import RunDir
+    from emf_bench.study import Study
+    from emf_bench.world import WorldConfig
+
+    run = tmp_path_factory.mktemp("study")
+    with pytest.MonkeyPatch.context() as mp:
+        _test_environment(mp, tmp_path_factory)
+        study = Study(TINY, run, WorldConfig().to_dict(), device="cpu")
+        study.encoders = lambda: (["class-label", "bag-of-words", "constant"],
+                                  ["class-label", "bag-of-words"])
+        with RunDir.open(run).invocation("run", {"profile": "tiny"}, 0):
+            result = study.run()
+    assert result["probes"] == ["class-label/meanflow", "bag-of-words/meanflow",
+                                "class-label/flow-matching"]
+    return run, study

@@ -6,8 +6,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _bash_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+def _bash_blocks(doc: str = "README.md") -> list[str]:
+    text = (ROOT / doc).read_text()
     return [b.strip() for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
 
 
@@ -30,3 +30,37 @@ def test_constraints_pin_torch_and_default_install_has_no_torchvision():
     pyproject = (ROOT / "pyproject.toml").read_text()
     dependencies = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
     assert "torchvision" not in dependencies and "open_clip" not in dependencies
+
+
+def _examples() -> list[list[str]]:
+    """Every `emf-bench ...` command line of the README's and the guide's examples,
+    continuations joined."""
+    import shlex
+
+    lines = []
+    for block in _bash_blocks("README.md") + _bash_blocks("docs/guide.md"):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #", 1)[0].strip()
+            if line.startswith("emf-bench "):
+                lines.append(shlex.split(line)[1:])
+    return lines
+
+
+def test_every_documented_example_names_a_real_command_and_real_options():
+    import typer
+
+    from emf_bench.cli.app import app
+
+    examples = _examples()
+    assert len(examples) >= 20
+    for args in examples:
+        command = typer.main.get_command(app)
+        words = list(args)
+        while hasattr(command, "commands"):  # walk the groups down to the command
+            name = words.pop(0)
+            assert name in command.commands, f"docs: no command {name!r} in {args}"
+            command = command.commands[name]
+        known = {opt for p in command.params for opt in p.opts}
+        for word in words:
+            if word.startswith("-"):
+                assert word.split("=", 1)[0] in known, f"docs: {word} is not an option of {args}"

@@ -3,8 +3,18 @@
 import os
 from pathlib import Path
 
+from emf_bench.study import Profile
+
 SHARED_DATA = Path(os.environ.get("EMF_BENCH_SHARED_DATA",
                                   Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+# A study in seconds, for the study's and the report's tests.
+TINY = Profile("tiny", "a test profile", probe_encoders=("class-label", "bag-of-words"),
+               baselines=("class-label",), budget="3steps", size="tiny", batch_size=8,
+               steps=(1, 2), images_per_prompt=1, guidance=1.0, queries=40, pool_size=200,
+               train_size=64)
+
 
 
 def perturb(model, scale: float = 0.05):

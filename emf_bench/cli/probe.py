@@ -19,6 +19,7 @@ from emf_bench.cli.options import (
     world_options,
 )
 from emf_bench.probe.config import TrainConfig as Defaults  # light: no torch until built
+from emf_bench.probe.presets import PROBE_PRESETS
 
 Steps = Annotated[str, typer.Option(
     "--steps", help="Comma-separated sampling step counts, e.g. 1,2,4,16.")]
@@ -41,9 +42,9 @@ def train_probe(
         "--budget", help="Training budget: steps (3000steps: the same probe on any machine) or "
         "a time (90s, 4m, 1.5h: what this machine manages in it).")] = Defaults.budget,
     size: Annotated[str, typer.Option(
-        "--size", help="Probe size preset: cpu (U-Net, minutes on a laptop), cpu-layout (the "
-        "same with layout maps, so the prompt can place objects: for longer runs with position "
-        "prompts), cpu-dit, gpu-unet, gpu-dit-s, gpu-dit-b.")] = Defaults.size,
+        "--size", help=f"Probe size preset: {', '.join(PROBE_PRESETS)} (cpu: a U-Net for "
+        "minutes on a laptop; cpu-layout: with layout maps, so the prompt can place objects; "
+        "gpu-*: for a GPU).")] = Defaults.size,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Global batch size.")
                           ] = Defaults.batch_size,
     lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = Defaults.lr,

@@ -28,18 +28,20 @@ class TrainConfig:
     lr: float = 2e-3
     final_lr: float = 0.1  # cosine decay to this share of lr
     warmup_steps: int = 100
-    # 0.99 against 0.995, three seeds of 1450 steps: 1 step +0.01, 4 steps -0.01 (BENCHMARKS.md).
+    # 0.99 against 0.995, three seeds of 1450 steps: 1 step +0.01, 4 steps -0.01
+    # (docs/experiments.md).
     ema_decay: float = 0.99
     warm_start: float = 0.4  # meanflow only: budget share trained with flow matching first
     schedule: str = "emf"
     jvp: str = "auto"  # the U-Net's hand-written JVP (half torch.func's cost), else torch.func
     adaptive_p: float = 0.5  # MeanFlow's paper uses 1.0; 0.5 learned faster in our sweeps
     # Guidance trained into the MeanFlow target (the MeanFlow paper's way; still one network
-    # evaluation per step): +0.05 at 1 step in two 4-minute runs (BENCHMARKS.md). The
+    # evaluation per step): +0.05 at 1 step in two 4-minute runs (docs/experiments.md). The
     # flow-matching baseline and warm start train without it.
     train_guidance: float = 1.5
-    # The JVP's z-tangent: the model's u(z, t, t) (less noise in the target: BENCHMARKS.md) or
-    # the sample's v (the MeanFlow paper; probes saved before this option existed).
+    # The JVP's z-tangent: the model's u(z, t, t) (less noise in the target:
+    # docs/experiments.md) or the sample's v (the MeanFlow paper; probes saved before this
+    # option existed).
     tangent: str = "model"
     cond_dropout: float = 0.1
     conditioning: str = "pooled"
@@ -47,7 +49,8 @@ class TrainConfig:
     prediction: str = "x"
     train_size: int = 20000
     # Curriculum: the first `first_share` of the budget on these world tasks only, then the
-    # whole mix. Position prompts teach the relation where the mix alone does not (DEVELOPERS.md).
+    # whole mix. Position prompts teach the relation where the mix alone does not
+    # (docs/experiments.md, "A curriculum").
     first_tasks: tuple[str, ...] = ()
     first_share: float = 0.0
     seed: int = 0

@@ -98,7 +98,7 @@ def cpu_unet(**kw) -> ProbeConfig:
 
 def cpu_layout_unet(**kw) -> ProbeConfig:
     """`cpu` with 8 layout maps at the lowest level, so that the prompt can place objects
-    (position prompts): the CPU studies' preset (BENCHMARKS.md, "Layout maps")."""
+    (position prompts): the CPU studies' preset (docs/experiments.md, "Layout maps")."""
     return replace(cpu_unet(**kw), unet_layout=8)
 
 

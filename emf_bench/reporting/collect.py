@@ -7,7 +7,6 @@ is missing); corrupt files are one clear error naming the file.
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import warnings
@@ -206,6 +205,3 @@ def exact_spearman_p(x: list[float], y: list[float], rho: float) -> float:
     return hits / total
 
 
-def read_log(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))

@@ -157,7 +157,3 @@ def grid(panels: Sequence[Any], columns: int, pad: int = 6):
     return canvas
 
 
-def save_image(image, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
-    return path

@@ -21,7 +21,6 @@ from emf_bench.evaluation.detectors import (
 )
 from emf_bench.evaluation.geneval import COLORS
 from emf_bench.evaluation.vqa import MPlugVQA, TransformersVQA
-from emf_bench.generators.diffusers import DiffusersGenerator
 from emf_bench.spatial import Detection
 
 
@@ -191,22 +190,3 @@ def test_mplug_adapter_with_a_fake_modelscope(monkeypatch):
     vqa = MPlugVQA()
     assert vqa.official and vqa.answer(image(), ["Is there a cat?"]) == ["yes"]
     assert calls == ["Is there a cat?"]
-
-
-def test_diffusers_generator_passes_steps_guidance_and_seeds_through():
-    seen = []
-
-    class FakePipeline:
-        def __call__(self, prompt, num_inference_steps, guidance_scale, generator, output_type,
-                     **kw):
-            seen.append((list(prompt), num_inference_steps, guidance_scale))
-            images = [np.full((4, 4, 3), torch.rand(1, generator=g).item(), dtype=np.float32)
-                      for g in generator]
-            return types.SimpleNamespace(images=images)
-
-    gen = DiffusersGenerator("fake/model", device="cpu", batch_size=2, pipeline=FakePipeline())
-    a = gen.generate(["x", "y", "z"], steps=4, seeds=[1, 2, 1], guidance=3.5)
-    assert seen == [(["x", "y"], 4, 3.5), (["z"], 4, 3.5)]
-    assert a[0].dtype == np.uint8 and np.array_equal(a[0], a[2]) and not np.array_equal(a[0],
-                                                                                        a[1])
-    assert gen.describe()["kind"] == "pipeline"
