@@ -19,10 +19,10 @@ from pathlib import Path
 
 from emf_bench.evaluation.benchmarks import Scorer, load_benchmark
 from emf_bench.evaluation.detectors import load_detector
-from emf_bench.evaluation.layouts import read_image
 from emf_bench.evaluation.runner import EvalSettings, StepSweep
 from emf_bench.evaluation.world_export import export_world_suites
 from emf_bench.generators.folder import FolderGenerator
+from emf_bench.images import read_image
 from emf_bench.world import World
 
 

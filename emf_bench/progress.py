@@ -98,3 +98,10 @@ def stage(message: str) -> None:
     in logs, where it is the only sign of life: shown unless EMF_BENCH_QUIET)."""
     if not os.environ.get("EMF_BENCH_QUIET") and os.environ.get("RANK", "0") == "0":
         print(f"== {message}", file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    """A result the user must see (images that failed, rows reused, files rewritten): stderr,
+    rank 0, shown even with EMF_BENCH_QUIET."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"note: {message}", file=sys.stderr, flush=True)

@@ -28,10 +28,10 @@ def cards_dir(kind: str) -> Path:
 def read_yaml(path: Path) -> Any:
     import yaml
 
+    from emf_bench.inputs import existing_file
+
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EmfBenchError(f"{path} does not exist") from None
+        return yaml.safe_load(existing_file(path, "YAML file").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise EmfBenchError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
 

@@ -95,9 +95,22 @@ class RunDir:
         path = Path(path)
         if create:
             ensure_dir(path, "run directory")
-        elif not path.is_dir():
-            raise EmfBenchError(f"run directory {path} does not exist")
-        manifest = read_manifest(path) if (path / MANIFEST).exists() else {}
+        else:
+            from emf_bench.inputs import existing_dir
+
+            existing_dir(path, "run directory")
+        try:
+            manifest = read_manifest(path) if (path / MANIFEST).exists() else {}
+        except CorruptManifest as err:
+            if not create:
+                raise
+            aside = path / f"{MANIFEST}.unreadable-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+            os.replace(path / MANIFEST, aside)
+            from emf_bench.progress import note
+
+            note(f"{str(err).split(';')[0]}: kept as {aside.name}, a new manifest starts "
+                 f"(results in the run directory are untouched)")
+            manifest = {}
         return cls(path=path, manifest=manifest)
 
     def _write(self) -> None:
@@ -146,6 +159,10 @@ class RunDir:
         self._write()
 
 
+class CorruptManifest(EmfBenchError):
+    """A manifest that is not JSON (a torn write by another tool, an edit)."""
+
+
 def read_manifest(path: Path | str) -> dict[str, Any]:
     """Read and check a run directory's manifest (one clear line on anything wrong)."""
     file = Path(path) / MANIFEST
@@ -154,7 +171,8 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
     except FileNotFoundError as err:
         raise EmfBenchError(f"{path} is not an emf-bench run directory (no {MANIFEST})") from err
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise EmfBenchError(f"corrupt manifest {file}: {err}") from err
+        raise CorruptManifest(f"corrupt manifest {file}: {err}; a command writing to this run "
+                              f"directory keeps it aside and starts a new one") from err
     if not isinstance(manifest, dict) or manifest.get("tool") != "emf-bench":
         raise EmfBenchError(f"{file} is not an emf-bench manifest")
     version = manifest.get("format_version")

@@ -159,3 +159,18 @@ def study_run(tmp_path_factory):
     assert result["probes"] == ["class-label/meanflow", "bag-of-words/meanflow",
                                 "class-label/flow-matching"]
     return run, study
+
+
+# --- the world's suites exported with ground truth, in the official layouts ----------------
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory) -> Path:
+    """world-GenEval (2 images a prompt) and world-DPG ground truth: read-only, copy to edit."""
+    from emf_bench.evaluation.world_export import export_world_suites
+    from emf_bench.storage import atomic_directory
+    from emf_bench.world import World
+
+    out = tmp_path_factory.mktemp("export") / "suites"
+    with atomic_directory(out) as tmp:
+        export_world_suites(World(), tmp, images_per_prompt=2)
+    return out

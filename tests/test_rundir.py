@@ -47,3 +47,15 @@ def test_a_directory_that_is_not_a_run_is_named(tmp_path):
         read_manifest(tmp_path)
     with pytest.raises(EmfBenchError, match="does not exist"):
         RunDir.open(tmp_path / "missing", create=False)
+
+
+def test_a_torn_manifest_is_kept_aside_by_a_command_that_writes(tmp_path, capsys):
+    (tmp_path / MANIFEST).write_text('{"tool": "emf-bench", "invoc')
+    (tmp_path / "results.txt").write_text("kept")
+    with RunDir.open(tmp_path).invocation("again", {}):
+        pass
+    assert [i["command"] for i in read_manifest(tmp_path)["invocations"]] == ["again"]
+    (aside,) = tmp_path.glob(f"{MANIFEST}.unreadable-*")
+    assert aside.read_text() == '{"tool": "emf-bench", "invoc'
+    assert (tmp_path / "results.txt").read_text() == "kept"
+    assert "kept as manifest.json.unreadable-" in capsys.readouterr().err

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-
-from emf_bench.errors import EmfBenchError
 
 _SENTENCES = re.compile(r"(?<=[.!?;])\s+")
 _CLAUSES = re.compile(r"\s*,\s*|\s*;\s*|\s+(?:and|while|with|where)\s+")
@@ -84,22 +81,3 @@ def disentanglement(full: torch.Tensor, short: torch.Tensor, rows: pd.DataFrame,
         "protocol": "EMF paper Table 2 (subsequence cosine similarity)",
     }
     return summary, rows
-
-
-def load_prompt_folder(folder: Path) -> dict[str, str]:
-    """DPG-Bench-style prompts: one `<item_id>.txt` per prompt."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EmfBenchError(f"prompt folder {folder} does not exist")
-    prompts = {}
-    for path in sorted(folder.glob("*.txt")):
-        try:
-            text = " ".join(path.read_text(encoding="utf-8").split())
-        except (OSError, UnicodeDecodeError) as err:
-            raise EmfBenchError(f"cannot read prompt file {path}: {err}") from None
-        if not text:
-            raise EmfBenchError(f"prompt file {path} is empty")
-        prompts[path.stem] = text
-    if not prompts:
-        raise EmfBenchError(f"prompt folder {folder} has no .txt prompt files")
-    return prompts

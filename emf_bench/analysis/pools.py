@@ -58,9 +58,9 @@ class CocoPool(PairedPool):
 
     def __init__(self, captions_file: Path, image_dir: Path, size: int | None = None,
                  seed: int = 0):
-        self.image_dir = Path(image_dir)
-        if not self.image_dir.is_dir():
-            raise EmfBenchError(f"COCO image folder {image_dir} does not exist")
+        from emf_bench.inputs import existing_dir
+
+        self.image_dir = existing_dir(image_dir, "COCO image folder")
         files, captions, ids = _read_coco_captions(Path(captions_file))
         if size is not None and size < len(captions):
             keep = np.sort(np.random.default_rng(seed).choice(len(captions), size, replace=False))
@@ -74,28 +74,23 @@ class CocoPool(PairedPool):
                     "caption_per_image": "first", "subsample_seed": seed if size else None})
 
     def images(self, indices: np.ndarray) -> list[np.ndarray]:
-        from PIL import Image
+        from emf_bench.images import read_image
 
         out = []
         for i in indices:
-            path = self.image_dir / self.files[int(i)]
             try:
-                with Image.open(path) as image:
-                    out.append(np.asarray(image.convert("RGB")))
-            except FileNotFoundError:
-                raise EmfBenchError(f"COCO image {path} (image id {self.image_ids[int(i)]}) "
-                                    f"does not exist") from None
-            except OSError as err:
-                raise EmfBenchError(f"cannot open COCO image {path}: {err}") from None
+                out.append(read_image(self.image_dir / self.files[int(i)]))
+            except EmfBenchError as err:
+                raise EmfBenchError(f"COCO image id {self.image_ids[int(i)]}: {err}") from None
         return out
 
 
 def _read_coco_captions(path: Path) -> tuple[list[str], list[str], list[int]]:
     """(file names, first caption, image id) per image that has a caption, in file order."""
+    from emf_bench.inputs import existing_file
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EmfBenchError(f"COCO captions file {path} does not exist") from None
+        data = json.loads(existing_file(path, "COCO captions file").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise EmfBenchError(f"cannot read COCO captions file {path}: {err}") from None
     for key in ("images", "annotations"):

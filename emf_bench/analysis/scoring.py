@@ -26,12 +26,12 @@ from emf_bench.analysis.disentanglement import (
     DisentanglementParams,
     ablate_prompts,
     disentanglement,
-    load_prompt_folder,
 )
 from emf_bench.analysis.extras import crossmodal_recall, minimal_pair_items, minimal_pairs
 from emf_bench.analysis.image_features import image_features
 from emf_bench.analysis.pools import CocoPool, WorldPool
 from emf_bench.errors import EmfBenchError, unknown_name
+from emf_bench.inputs import read_prompt_folder
 from emf_bench.resources import paper_reference
 from emf_bench.storage import atomic_path, atomic_write_json
 from emf_bench.text.base import UnsupportedText
@@ -70,6 +70,13 @@ class ScoreConfig:
                 raise unknown_name("metric", m, METRICS)
         if "minimal-pairs" in chosen and self.dataset != "world" and self.metrics:
             raise EmfBenchError("minimal-pairs needs the world's captions (--dataset world)")
+        if self.dataset == "coco" and {"discriminability", "recall"} & set(chosen):
+            if not (self.coco_captions and self.coco_images):
+                raise EmfBenchError("--dataset coco needs --coco-captions (captions_train2017"
+                                    ".json) and --coco-images (the image folder)")
+            if not self.image_features:
+                raise EmfBenchError("--dataset coco needs --image-features hf:<model> (the "
+                                    "paper uses DINOv3, e.g. hf:facebook/dinov2-base)")
         return tuple(m for m in METRICS if m in chosen)
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,20 +126,14 @@ def _prepare(config: ScoreConfig, metrics: tuple[str, ...], device: str | None) 
         if config.dataset == "world":
             shared.pool = WorldPool(world, config.pool_size or 4000, config.seed)
             spec = config.image_features or "world-scene"
-        else:
-            if not (config.coco_captions and config.coco_images):
-                raise EmfBenchError("--dataset coco needs --coco-captions (captions_train2017"
-                                    ".json) and --coco-images (the image folder)")
-            if not config.image_features:
-                raise EmfBenchError("--dataset coco needs --image-features hf:<model> (the "
-                                    "paper uses DINOv3, e.g. hf:facebook/dinov2-base)")
+        else:  # resolved_metrics() checked the COCO inputs are given
             shared.pool = CocoPool(config.coco_captions, config.coco_images, config.pool_size,
                                    config.seed)
             spec = config.image_features
         shared.images = _MemoImages(image_features(spec, world=world, device=device))
     if "disentanglement" in metrics:
         if config.prompts is not None:
-            prompts = load_prompt_folder(config.prompts)
+            prompts = read_prompt_folder(config.prompts)
             shared.prompt_source = {"folder": str(config.prompts), "count": len(prompts)}
         else:
             prompts = world.dense_suite().prompts
@@ -196,8 +197,10 @@ def _previous(folder: Path, card: EncoderCard, config: ScoreConfig) -> dict[str,
         return None
     try:
         old = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None  # recompute over a damaged file
+    if not isinstance(old, dict):
+        return None
     from emf_bench.text.registry import weights_signature
 
     same = (old.get("scores_version") == SCORES_VERSION and old.get("config") == config.to_dict()

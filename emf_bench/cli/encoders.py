@@ -147,6 +147,13 @@ def score(
     for option, value in (("--k", k), ("--queries", queries), ("--batch-size", batch_size),
                           ("--pool-size", 1 if pool_size is None else pool_size)):
         in_range(option, value, 1)
+    from emf_bench.inputs import existing_dir, existing_file
+
+    for folder, what in ((prompts, "prompt folder"), (coco_images, "COCO image folder")):
+        if folder is not None:
+            existing_dir(folder, what)
+    if coco_captions is not None:
+        existing_file(coco_captions, "COCO captions file")
     run = common.run("encoder-scores")
     cache = None if no_cache else common.cache()
     failures: list[tuple[str, str]] = []

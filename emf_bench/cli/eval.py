@@ -140,6 +140,15 @@ def eval_command(
 
     settings = EvalSettings(images_per_prompt=images_per_prompt, seed=common.seed,
                             guidance=guidance, rules=rules, save_images=save_images)
+    from emf_bench.evaluation.benchmarks import load_benchmark
+
+    sources = Sources(geneval_metadata, dpg_prompts, dpg_csv, world.to_dict(), official_compat)
+    suites = {b: load_benchmark(b, sources) for b in benchmark}  # input files checked first
+    for kind, spec in specs:
+        if kind == "folder" and "{steps}" not in spec:
+            from emf_bench.generators.folder import FolderGenerator
+
+            FolderGenerator(spec)  # checks the folder
     distributed.init_from_env()
     run = common.run("eval")
     config = {"models": [f"{k}:{v}" for k, v in specs], "benchmarks": benchmark,
@@ -148,7 +157,6 @@ def eval_command(
               "world": world.to_dict()}
     options = BackendOptions(detector, detector_model, color_model, mmdet_config,
                              mmdet_checkpoint, vqa, strict, common.device)
-    sources = Sources(geneval_metadata, dpg_prompts, dpg_csv, world.to_dict(), official_compat)
     with run.invocation("eval", config, common.seed) as entry:
         results = []
         for kind, spec in specs:
@@ -161,8 +169,8 @@ def eval_command(
                 raise EmfBenchError(f"--images {spec} holds one set of images; put {{steps}} in "
                                     f"the path to give one folder per step count")
             for b in benchmark:
-                results.append(evaluate_model(generator, b, sources, run.path, settings,
-                                              model_steps, overwrite, options))
+                results.append(evaluate_model(generator, suites[b], sources.world, run.path,
+                                              settings, model_steps, overwrite, options))
         entry["results"] = [{k: s[k] for k in ("model", "benchmark", "steps", "overall")}
                             for r in results for s in r.values()]
         if distributed.is_main():
@@ -203,13 +211,11 @@ def check_world(generator, world: dict) -> None:
                             f"the probe's world options")
 
 
-def evaluate_model(generator, benchmark: str, sources, run_path: Path, settings, steps,
+def evaluate_model(generator, bench, world: dict, run_path: Path, settings, steps,
                    overwrite: bool, options) -> dict:
-    from emf_bench.evaluation.benchmarks import load_benchmark
     from emf_bench.evaluation.runner import StepSweep
 
-    bench = load_benchmark(benchmark, sources)
-    scorer = bench.make_scorer(options, sources.world)
+    scorer = bench.make_scorer(options, world)
     return StepSweep(generator, bench, scorer, run_path, settings).run(steps, overwrite)
 
 

@@ -111,7 +111,10 @@ def go_offline(offline: bool) -> None:
 def encoder_registry(dirs: list[Path] | None):
     from emf_bench.text.registry import EncoderRegistry
 
-    return EncoderRegistry.load(dirs or [])
+    registry = EncoderRegistry.load(dirs or [])
+    for line in registry.shadowed:
+        typer.echo(f"note: {line}", err=True)
+    return registry
 
 
 # The world: every command that builds one takes the same options.

@@ -202,8 +202,9 @@ def generate(
     from emf_bench.errors import EmfBenchError
 
     counts = parse_steps(steps)
-    if out.suffix.lower() != ".png":
-        raise EmfBenchError(f"--out must be a .png file, got {out}")
+    from emf_bench.inputs import output_file
+
+    output_file(out, "--out", (".png",))
     if not 1 <= samples <= 64:
         raise EmfBenchError(f"--samples must be 1 to 64, got {samples}")
     if view_size < 8:
@@ -220,6 +221,11 @@ def generate(
     rows = [(p, common.seed + i) for p in prompt for i in range(samples)]
     by_steps = {k: generator.generate([p for p, _ in rows], k, [s for _, s in rows], guidance)
                 for k in counts}
+    flat = [image for images in by_steps.values() for image in images]
+    constant = sum(bool((image == image[:1, :1]).all()) for image in flat)
+    if constant == len(flat):
+        raise EmfBenchError(f"{generator.name} sampled only constant images (every pixel the "
+                            f"same): its weights are degenerate; nothing written to {out}")
     tiles, captions = [], []
     for i, (text, _) in enumerate(rows):
         for k in counts:
@@ -232,6 +238,9 @@ def generate(
         grid.save(tmp, format="PNG")
     typer.echo(f"wrote {out} ({len(rows)} rows x {len(counts)} step counts; "
                f"{generator.name}, guidance {guidance:g})")
+    if constant:
+        typer.echo(f"note: {constant} of {len(flat)} images are constant (every pixel the "
+                   f"same)", err=True)
 
 
 def register(app: typer.Typer) -> None:

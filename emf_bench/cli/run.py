@@ -143,8 +143,11 @@ def report_command(
 
     Tables (CSV, Parquet) and figures (PNG) go beside it in RUN_DIR/report/.
     """
+    from emf_bench.inputs import output_file
     from emf_bench.reporting.report import build_report
 
+    if out is not None:
+        output_file(out, "--out", (".html", ".htm"))
     html = build_report(run_dir, out)
     typer.echo(f"wrote {html} (tables and figures in {run_dir / 'report'})")
 

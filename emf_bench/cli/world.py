@@ -41,8 +41,9 @@ def preview(
         raise unknown_name("preview split", split, PREVIEW_SPLITS)
     if not 1 <= count <= 1024:
         raise EmfBenchError(f"--count must be 1 to 1024, got {count}")
-    if out.suffix.lower() != ".png":
-        raise EmfBenchError(f"--out must be a .png file, got {out}")
+    from emf_bench.inputs import output_file
+
+    output_file(out, "--out", (".png",))
     config = world
     view_size = view_size or config.view_size
     if view_size < 8:
@@ -107,6 +108,9 @@ def export(
         raise EmfBenchError(f"--images-per-prompt must be 1 to 64, got {images_per_prompt}")
     if size is not None and size < 8:
         raise EmfBenchError(f"--size must be at least 8, got {size}")
+    from emf_bench.inputs import output_dir
+
+    output_dir(out, "--out")
     config = world
 
     from emf_bench.evaluation.world_export import export_world_suites

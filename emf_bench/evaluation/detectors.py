@@ -158,9 +158,10 @@ class MMDetDetector:
         except ImportError as err:
             raise EmfBenchError(f"the mmdet detector needs the [mmdet] extra (mmdet 3.3 with "
                                 f"mmcv 2.1.0 built from source): {err}") from None
-        for path in (config, checkpoint):
-            if not Path(path).exists():
-                raise EmfBenchError(f"mmdet detector: {path} does not exist")
+        from emf_bench.inputs import existing_file
+
+        existing_file(config, "mmdet config")
+        existing_file(checkpoint, "mmdet checkpoint")
         from emf_bench.text.base import resolve_device
 
         self.config_path, self.checkpoint = str(config), str(checkpoint)

@@ -56,7 +56,9 @@ class DPGItem:
 
 def read_questions(csv_path: Path, official_compat: bool = False) -> dict[str, list[DPGQuestion]]:
     """Questions per item id from a DPG-Bench CSV, checked (one clear line on anything wrong)."""
-    path = Path(csv_path)
+    from emf_bench.inputs import existing_file
+
+    path = existing_file(csv_path, "DPG-Bench questions file")
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
@@ -65,8 +67,6 @@ def read_questions(csv_path: Path, official_compat: bool = False) -> dict[str, l
                 raise EmfBenchError(f"{path}: missing column(s) {', '.join(missing)} (DPG-Bench "
                                     f"CSV needs {', '.join(REQUIRED_COLUMNS)})")
             rows = list(reader)
-    except FileNotFoundError:
-        raise EmfBenchError(f"DPG-Bench questions file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise EmfBenchError(f"cannot read DPG-Bench questions {path}: {err}") from None
     if official_compat:
@@ -92,30 +92,49 @@ def read_questions(csv_path: Path, official_compat: bool = False) -> dict[str, l
 
 
 def check_dependencies(questions: Sequence[DPGQuestion]) -> str | None:
-    """The reason the questions cannot be scored (a parent that is not a question), or None."""
-    ids = {q.proposition_id for q in questions}
+    """The reason the questions cannot be scored (a proposition id used twice, a question that
+    depends on itself, on a missing proposition or, through others, on itself), or None."""
+    ids = [q.proposition_id for q in questions]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        return f"proposition id(s) {', '.join(map(str, twice))} used twice (duplicated)"
+    parents = {q.proposition_id: q.parents for q in questions}
     for q in questions:
-        dangling = [p for p in q.parents if p not in ids]
+        if q.proposition_id in q.parents:
+            return f"proposition {q.proposition_id} depends on itself"
+        dangling = [p for p in q.parents if p not in parents]
         if dangling:
             return (f"proposition {q.proposition_id} depends on missing proposition(s) "
-                    f"{', '.join(map(str, dangling))}")
+                    f"{', '.join(map(str, dangling))} (dangling dependency)")
+    cycle = _cycle(parents)
+    return f"dependency cycle {' -> '.join(map(str, cycle))}" if cycle else None
+
+
+def _cycle(parents: dict[int, tuple[int, ...]]) -> list[int] | None:
+    """One dependency cycle (as the chain of ids, first id repeated at the end), or None."""
+    state: dict[int, str] = {}
+
+    def visit(node: int, path: list[int]) -> list[int] | None:
+        state[node] = "open"
+        for parent in parents[node]:
+            if state.get(parent) == "open":
+                return [*path[path.index(parent):], parent]
+            if parent not in state and (found := visit(parent, [*path, parent])):
+                return found
+        state[node] = "done"
+        return None
+
+    for node in parents:
+        if node not in state and (found := visit(node, [node])):
+            return found
     return None
 
 
 def read_prompts(folder: Path) -> dict[str, str]:
     """DPG-Bench prompt files: `<item_id>.txt`, one prompt each."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EmfBenchError(f"DPG-Bench prompt folder {folder} does not exist")
-    prompts = {}
-    for file in sorted(folder.glob("*.txt")):
-        try:
-            prompts[file.stem] = " ".join(file.read_text(encoding="utf-8").split())
-        except (OSError, UnicodeDecodeError) as err:
-            raise EmfBenchError(f"cannot read prompt file {file}: {err}") from None
-    if not prompts:
-        raise EmfBenchError(f"no prompt files (*.txt) in {folder}")
-    return prompts
+    from emf_bench.inputs import read_prompt_folder
+
+    return read_prompt_folder(folder, "DPG-Bench prompt folder")
 
 
 def build_items(prompts: dict[str, str], questions: dict[str, list[DPGQuestion]],
@@ -129,9 +148,15 @@ def build_items(prompts: dict[str, str], questions: dict[str, list[DPGQuestion]]
             raise EmfBenchError(f"{where}: prompt {item_id!r} has no questions in the CSV")
         reason = check_dependencies(qs)
         if reason and strict:
-            raise EmfBenchError(f"{where}: item {item_id!r}: {reason} (dangling dependency)")
+            raise EmfBenchError(f"{where}: item {item_id!r}: {reason}")
         items.append(DPGItem(item_id, prompt, sorted(qs, key=lambda q: q.proposition_id),
                              unscorable=reason))
+    orphans = sorted(set(questions) - set(prompts))
+    if orphans:
+        from emf_bench.progress import note
+
+        note(f"{where}: {len(orphans)} item(s) with questions but no prompt file are not "
+             f"evaluated: {', '.join(orphans[:5])}{' ...' if len(orphans) > 5 else ''}")
     return items
 
 
@@ -176,8 +201,11 @@ def summarize(items: Sequence[DPGItem], tiles: dict[str, list[dict[str, Any]]],
         # Consistent: all tiles, dependency-adjusted. Official: last tile, raw answers.
         used = [results[-1]] if official_compat else results
         for tile in used:
-            values = [float(a == "yes") for a in tile["answers"]] if official_compat \
-                else tile["scores"]
+            if tile.get("error"):  # an image that could not be scored: every question fails
+                values = [0.0] * len(item.questions)
+            else:
+                values = [float(a == "yes") for a in tile["answers"]] if official_compat \
+                    else tile["scores"]
             for q, value in zip(item.questions, values, strict=True):
                 l2.setdefault(q.category, []).append(value)
                 l1.setdefault(q.category_l1, []).append(value)

@@ -24,19 +24,6 @@ _SAMPLE = re.compile(r"^\d+\.png$")
 DPG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An (H, W, 3) uint8 array; EXIF orientation applied (as GenEval does)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    except FileNotFoundError:
-        raise EmfBenchError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise EmfBenchError(f"image {path} cannot be decoded ({err})") from None
-
-
 def geneval_prompt_dir(root: Path, index: int) -> Path:
     return Path(root) / f"{index:05d}"
 

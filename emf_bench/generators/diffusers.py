@@ -57,8 +57,11 @@ class DiffusersGenerator:
                                 f"{str(err).splitlines()[0]}") from None
 
     def describe(self) -> dict[str, Any]:
+        from emf_bench.text.base import model_signature
+
         return {"name": self.name, "kind": "pipeline", "official": False,
-                "model": self.model_id, "revision": self.revision, "dtype": self.dtype,
+                "model": self.model_id, "revision": self.revision,
+                "weights": model_signature(self.model_id, self.revision), "dtype": self.dtype,
                 "size": self.size, "call_kwargs": self.call_kwargs}
 
     def generate(self, prompts: Sequence[str], steps: int, seeds: Sequence[int],

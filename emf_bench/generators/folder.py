@@ -8,8 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from emf_bench.errors import EmfBenchError
-
 
 class FolderGenerator:
     """Images someone else generated, read from an official layout (`official` stays False:
@@ -22,12 +20,15 @@ class FolderGenerator:
         self.pattern = str(root)
         self.name = name or f"images:{Path(self.pattern.split('{steps}')[0].rstrip('/-_')).name}"
         self.per_steps = "{steps}" in self.pattern
+        if not self.per_steps:  # checked now, before a run directory is made
+            from emf_bench.inputs import existing_dir
+
+            existing_dir(self.pattern, "image folder")
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "folder", "official": False, "path": self.pattern}
 
     def root(self, steps: int) -> Path:
-        root = Path(self.pattern.replace("{steps}", str(steps)))
-        if not root.is_dir():
-            raise EmfBenchError(f"image folder {root} does not exist")
-        return root
+        from emf_bench.inputs import existing_dir
+
+        return existing_dir(self.pattern.replace("{steps}", str(steps)), "image folder")

@@ -27,6 +27,18 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def state_fingerprint(weights: dict[str, torch.Tensor], stats: FeatureStats) -> str:
+    """sha256 of an in-memory probe's weights and feature statistics (a checkpoint's own is
+    that of its files)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted({**weights, **stats.tensors()}.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 class ProbeGenerator:
     official = False
 
@@ -38,13 +50,19 @@ class ProbeGenerator:
         checkpoint = load_checkpoint(Path(path))
         self.path = checkpoint.path
         self.state = checkpoint.state
+        self.fingerprint = checkpoint.fingerprint
         self.card = EncoderCard.from_dict(self.state["encoder"],
                                           source=f"checkpoint {checkpoint.path}")
-        self.config = ProbeConfig.from_dict(self.state["probe"])
+        self.config = ProbeConfig.from_dict(self.state["probe"],
+                                            f"checkpoint {checkpoint.path} (probe)")
         self.objective = self.state["train"]["objective"]
         self.trained_guidance = trained_guidance(self.state["train"])
         self.device = resolve_device(device)
-        self.model = build_model(self.config)
+        try:
+            self.model = build_model(self.config)
+        except (ValueError, RuntimeError, TypeError, ZeroDivisionError) as err:
+            raise EmfBenchError(f"checkpoint {checkpoint.path} records a probe architecture "
+                                f"that cannot be built ({str(err).splitlines()[0]})") from None
         try:
             self.model.load_state_dict(checkpoint.ema)
         except RuntimeError as err:
@@ -67,6 +85,7 @@ class ProbeGenerator:
         self.model, self.config = model, model.config
         self.device = next(model.parameters()).device
         self.state = {"step": step}
+        self.fingerprint = state_fingerprint(model.state_dict(), stats)
         self.trained_guidance = trained_guidance(train or {"objective": objective})
         self.cache, self.batch_size = cache, batch_size
         self.name = f"probe:{card.name}/{objective}"
@@ -76,7 +95,8 @@ class ProbeGenerator:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "probe", "official": False,
                 "path": None if self.path is None else str(self.path),
-                "step": self.state["step"], "encoder": self.card.name,
+                "step": self.state["step"], "weights": self.fingerprint,
+                "encoder": self.card.name,
                 "objective": self.objective,
                 "trained_guidance": self.trained_guidance}
 
@@ -107,5 +127,9 @@ class ProbeGenerator:
                 None if cond["tokens"] is None else cond["tokens"].to(self.device),
                 None if cond["mask"] is None else cond["mask"].to(self.device),
                 steps=steps, guidance=guidance, trained_guidance=self.trained_guidance)
+            if not bool(torch.isfinite(x).all()):
+                raise EmfBenchError(f"{self.name} ({self.path or 'in memory'}) sampled NaN or "
+                                    f"infinite pixels at {steps} step(s): its weights are "
+                                    f"broken; retrain it or use an earlier checkpoint")
             images += list(to_uint8(x.cpu()))
         return images

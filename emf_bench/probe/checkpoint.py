@@ -15,6 +15,7 @@ moves to it only then, so an interrupted save never leaves a half checkpoint beh
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from emf_bench.errors import EmfBenchError
 from emf_bench.storage import atomic_directory, atomic_write_json
+from emf_bench.typed import check_value
 
 CHECKPOINT_VERSION = 1
 LATEST = "latest.json"
@@ -46,6 +48,13 @@ class Checkpoint:
     ema: dict[str, torch.Tensor]
     conditioning: dict[str, torch.Tensor]
     training: dict[str, Any] | None  # optimizer and RNG state (None when not asked for)
+    # sha256 of the sampling weights' and feature statistics' files: what a generator's
+    # results depend on, wherever the probe folder lies
+    fingerprint: str = ""
+
+
+# What a checkpoint's state.json must hold for a probe to be rebuilt from it.
+STATE_FIELDS = {"step": int, "seconds": float, "encoder": dict, "probe": dict, "train": dict}
 
 
 def save_checkpoint(probe_dir: Path, model: torch.nn.Module, ema: torch.nn.Module,
@@ -77,6 +86,9 @@ def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def checkpoint_dir(path: Path) -> Path:
     """A checkpoint folder, from itself or from a probe folder (its latest checkpoint)."""
     path = Path(path)
+    if path.is_file():
+        raise EmfBenchError(f"{path} is a file; a probe folder or a checkpoint folder is "
+                            f"expected")
     if (path / "state.json").exists():
         return path
     latest = path / LATEST
@@ -84,9 +96,18 @@ def checkpoint_dir(path: Path) -> Path:
         raise EmfBenchError(f"{path} is neither a probe folder (no {LATEST}) nor a checkpoint "
                             f"(no state.json)")
     try:
-        name = json.loads(latest.read_text())["checkpoint"]
-    except (OSError, ValueError, KeyError) as err:
-        raise EmfBenchError(f"corrupt {latest}: {err}") from None
+        name = json.loads(latest.read_text(encoding="utf-8"))["checkpoint"]
+        if not isinstance(name, str) or not (path / "checkpoints" / name).is_dir():
+            raise ValueError(f"no checkpoint folder {name!r}")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        newest = sorted((path / "checkpoints").glob("step-*"))
+        if not newest:
+            raise EmfBenchError(f"corrupt {latest} ({err}) and no checkpoint folder under "
+                                f"{path / 'checkpoints'}; train the probe again") from None
+        from emf_bench.progress import note
+
+        note(f"{latest} is unreadable ({err}); using the newest checkpoint, {newest[-1].name}")
+        return newest[-1]
     return path / "checkpoints" / name
 
 
@@ -97,7 +118,7 @@ def has_checkpoint(probe_dir: Path) -> bool:
 def load_checkpoint(path: Path, training: bool = False) -> Checkpoint:
     """Read and check a checkpoint (one clear line for anything missing or corrupt)."""
     import torch
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     folder = checkpoint_dir(path)
     try:
@@ -106,18 +127,24 @@ def load_checkpoint(path: Path, training: bool = False) -> Checkpoint:
         raise EmfBenchError(f"checkpoint {folder} is missing state.json") from None
     except (OSError, ValueError) as err:
         raise EmfBenchError(f"corrupt checkpoint state {folder / 'state.json'}: {err}") from None
-    if not isinstance(state, dict) or state.get("version", 0) > CHECKPOINT_VERSION:
-        raise EmfBenchError(f"checkpoint {folder} comes from a newer emf-bench (version "
-                            f"{state.get('version') if isinstance(state, dict) else '?'})")
-    tensors = {}
+    _check_state(state, folder / "state.json")
+    tensors, digest = {}, hashlib.sha256()
     for name in ("model", "ema", "conditioning"):
         file = folder / f"{name}.safetensors"
         try:
-            tensors[name] = load_file(str(file))
+            data = file.read_bytes()
+            tensors[name] = load(data)
         except FileNotFoundError:
             raise EmfBenchError(f"checkpoint {folder} is missing {file.name}") from None
         except Exception as err:  # safetensors raises its own error types
             raise EmfBenchError(f"corrupt checkpoint file {file}: {err}") from None
+        if name != "model":
+            digest.update(hashlib.sha256(data).digest())
+        for key, tensor in tensors[name].items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise EmfBenchError(f"checkpoint file {file}: tensor {key!r} holds NaN or "
+                                    f"infinite values; resume from an earlier checkpoint or "
+                                    f"retrain the probe")
     extra = None
     if training:
         try:
@@ -128,4 +155,15 @@ def load_checkpoint(path: Path, training: bool = False) -> Checkpoint:
             raise EmfBenchError(f"corrupt checkpoint file {folder / 'optimizer.pt'}: "
                                 f"{str(err).splitlines()[0]}") from None
     return Checkpoint(folder, state, tensors["model"], tensors["ema"], tensors["conditioning"],
-                      extra)
+                      extra, digest.hexdigest())
+
+
+def _check_state(state: Any, file: Path) -> None:
+    if not isinstance(state, dict):
+        raise EmfBenchError(f"corrupt checkpoint state {file}: not a JSON object")
+    version = state.get("version", 0)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise EmfBenchError(f"checkpoint {file.parent} comes from a newer emf-bench (version "
+                            f"{state.get('version')})")
+    for key, kind in STATE_FIELDS.items():
+        check_value(state.get(key), kind, repr(key), f"corrupt checkpoint state {file}")

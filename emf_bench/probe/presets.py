@@ -84,9 +84,13 @@ class ProbeConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> ProbeConfig:
+    def from_dict(cls, data: dict, where: str = "probe config") -> ProbeConfig:
+        from emf_bench.typed import check_types
+
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        data = {k: v for k, v in data.items() if k in known}
+        check_types(cls, data, where)
+        return cls(**data)
 
 
 def cpu_unet(**kw) -> ProbeConfig:

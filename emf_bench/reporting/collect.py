@@ -24,11 +24,14 @@ ENCODER_COLUMNS = ["encoder", "backend", "discriminability", "disc_se", "chance"
                    "paper_discriminability", "paper_disentanglement", "image_features"]
 
 
+REWRITE = "run the command that wrote it again (finished work is reused) to rewrite it"
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise EmfBenchError(f"corrupt {path}: {err}") from None
+        raise EmfBenchError(f"corrupt {path}: {err}; {REWRITE}") from None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -36,7 +39,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()
                 if line.strip()]
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise EmfBenchError(f"corrupt {path}: {err}") from None
+        raise EmfBenchError(f"corrupt {path}: {err}; {REWRITE}") from None
 
 
 def encoder_table(run: Path) -> pd.DataFrame:
@@ -79,7 +82,12 @@ def probes(run: Path) -> list[Probe]:
     for file in sorted(Path(run).glob("probes/*/*/probe.json")):
         state = read_json(file)
         log_file = file.parent / "train_log.csv"
-        log = pd.read_csv(log_file) if log_file.exists() else pd.DataFrame()
+        try:
+            log = pd.read_csv(log_file) if log_file.exists() else pd.DataFrame()
+        except (OSError, ValueError) as err:  # pandas' parser errors are ValueErrors
+            raise EmfBenchError(f"corrupt {log_file}: {str(err).splitlines()[0]}; delete it "
+                                f"(the probe keeps its checkpoints) and rebuild the report"
+                                ) from None
         out.append(Probe(file.parent.parent.name, file.parent.name, file.parent, state, log))
     return out
 

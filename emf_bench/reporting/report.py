@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 
-from emf_bench.errors import EmfBenchError
 from emf_bench.reporting import collect, plots, verdict
 from emf_bench.storage import atomic_path, atomic_write_text, ensure_dir
 
@@ -70,7 +69,7 @@ def _with_intervals(table: pd.DataFrame, evals: list[collect.Evaluation]) -> pd.
 
 def _samples(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
     """The same prompts at every step count, side by side, per model (GenEval suites)."""
-    from emf_bench.evaluation.layouts import read_image
+    from emf_bench.images import read_image
 
     out = []
     by_model: dict[tuple[str, str], list[collect.Evaluation]] = {}
@@ -104,7 +103,7 @@ def _samples(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
 
 def _failures(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
     """Failed GenEval images at the fewest steps, with detections drawn and the reason."""
-    from emf_bench.evaluation.layouts import read_image
+    from emf_bench.images import read_image
 
     out, done = [], set()
     for e in sorted(evals, key=lambda e: e.steps):
@@ -127,12 +126,11 @@ def _failures(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
 
 def build_report(run_dir: Path, out: Path | None = None) -> Path:
     """Write <run>/report.html and <run>/report/ (tables, figures); return the HTML path."""
+    from emf_bench.inputs import existing_dir
     from emf_bench.resources import paper_reference
     from emf_bench.rundir import read_manifest
 
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise EmfBenchError(f"run directory {run} does not exist")
+    run = existing_dir(run_dir, "run directory")
     manifest = read_manifest(run)  # not a run dir, or a newer one: one clear line
     folder = ensure_dir(run / "report", "report directory")
     missing: list[str] = []

@@ -13,7 +13,7 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
@@ -75,6 +75,9 @@ class Encoder:
     # Whether the backend reads the card's `layer` (hidden states of a chosen layer); the others
     # refuse a layer other than "last" rather than ignore it.
     CHOOSES_LAYER = False
+    # The card `options` this backend reads, by name, with their types (`typed.matches`); any
+    # other option, or a value of another type, is refused before anything loads.
+    OPTIONS: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
         in_range("batch size", batch_size, 1)
@@ -99,7 +102,16 @@ class Encoder:
 
     @classmethod
     def check_card(cls, card: EncoderCard) -> None:
-        """Refuse card settings this backend would silently ignore."""
+        """Refuse card settings this backend would silently ignore or cannot use."""
+        from emf_bench.typed import check_value
+
+        where = f"encoder {card.name!r} ({card.source or 'card'})"
+        unknown = sorted(set(card.options) - set(cls.OPTIONS))
+        if unknown:
+            raise EmfBenchError(f"{where}: unknown option(s) {unknown} for backend "
+                                f"{card.backend}; known: {sorted(cls.OPTIONS) or 'none'}")
+        for name, value in card.options.items():
+            check_value(value, cls.OPTIONS[name], f"options.{name}", where)
         if card.layer != "last" and not cls.CHOOSES_LAYER:
             raise EmfBenchError(f"{card.name}: the {card.backend} backend has no choice of layer "
                                 f"(asked for layer {card.layer!r}); layers apply to the "

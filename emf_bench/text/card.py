@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from emf_bench.errors import EmfBenchError, unknown_name
+from emf_bench.typed import check_types
 
 POOLINGS = ("mean", "first", "last")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -83,6 +84,7 @@ class EncoderCard:
         for required in ("name", "backend"):
             if required not in data:
                 raise EmfBenchError(f"{where}: missing required field {required!r}")
+        check_types(cls, data, where)
         return cls(**data, source=source)
 
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -144,6 +144,7 @@ class DecoderLLMEncoder(Encoder):
     """
 
     CHOOSES_LAYER = True
+    OPTIONS: ClassVar[dict[str, Any]] = {"system_prompt": str, "add_generation_prompt": bool}
 
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
         super().__init__(card, device, batch_size)
@@ -176,7 +177,7 @@ class DecoderLLMEncoder(Encoder):
                                 f"tokenizer of {self.card.model} has no chat template")
         return self.tokenizer.apply_chat_template(
             messages, tokenize=False,
-            add_generation_prompt=bool(self.card.options.get("add_generation_prompt", True)))
+            add_generation_prompt=self.card.options.get("add_generation_prompt", True))
 
     def _encode_batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         texts = [self._format(t) for t in texts]

@@ -7,7 +7,7 @@ tag or a local checkpoint. Token features are the text transformer's outputs aft
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -28,6 +28,11 @@ def _open_clip() -> Any:
 
 
 class OpenCLIPEncoder(Encoder):
+    """Options: `pretrained` (open_clip's weights tag), `eot_token_id` (the end-of-text id,
+    whose state `last` pooling takes; default: the highest id in the sequence)."""
+
+    OPTIONS: ClassVar[dict[str, Any]] = {"pretrained": str | None, "eot_token_id": int | None}
+
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
         super().__init__(card, device, batch_size)
         open_clip = _open_clip()

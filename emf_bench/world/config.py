@@ -7,9 +7,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from emf_bench.errors import EmfBenchError, unknown_name
+from emf_bench.typed import check_types
 from emf_bench.world.palette import COLORS, SHAPES
 
 SPLIT_KINDS = ("phrasing", "compositional")
+MAX_SIDE = 4096  # canvas and view size, in pixels
+MAX_PROMPTS = 100_000  # a suite's prompts per task, and dense prompts
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,15 @@ class WorldConfig:
             raise EmfBenchError("the world needs at least 2 shapes (two-object prompts)")
         if len(self.colors) < 2:
             raise EmfBenchError("the world needs at least 2 colours (colour-attribute prompts)")
-        if self.canvas < 8 or self.view_size < 8:
-            raise EmfBenchError(f"canvas and view size must be at least 8 px, got {self.canvas}")
+        for name, value in (("canvas", self.canvas), ("view_size", self.view_size)):
+            if not 8 <= value <= MAX_SIDE:
+                raise EmfBenchError(f"{name} must be 8 to {MAX_SIDE} px, got {value}")
         if not 0 < self.min_size <= self.max_size <= 1:
             raise EmfBenchError(
                 f"object sizes must satisfy 0 < min_size <= max_size <= 1, "
                 f"got {self.min_size} and {self.max_size}")
+        if not 0 <= self.gap < 0.5:
+            raise EmfBenchError(f"gap must be in [0, 0.5), got {self.gap}")
         shape, need_px = max(((s, SHAPES[s].min_px) for s in self.shapes), key=lambda t: t[1])
         if self.min_px < need_px:
             need = math.ceil(need_px / self.min_size)
@@ -102,11 +108,12 @@ class WorldConfig:
             raise unknown_name("split", self.split, SPLIT_KINDS)
         if not 0 <= self.holdout < 1:
             raise EmfBenchError(f"holdout must be in [0, 1), got {self.holdout}")
-        if self.max_prompts_per_task < 1:
-            raise EmfBenchError(
-                f"max_prompts_per_task must be >= 1, got {self.max_prompts_per_task}")
-        if self.dense_prompts < 0:
-            raise EmfBenchError(f"dense_prompts must be >= 0, got {self.dense_prompts}")
+        if not 1 <= self.max_prompts_per_task <= MAX_PROMPTS:
+            raise EmfBenchError(f"max_prompts_per_task must be 1 to {MAX_PROMPTS}, got "
+                                f"{self.max_prompts_per_task}")
+        if not 0 <= self.dense_prompts <= MAX_PROMPTS:
+            raise EmfBenchError(f"dense_prompts must be 0 to {MAX_PROMPTS}, got "
+                                f"{self.dense_prompts}")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -114,8 +121,12 @@ class WorldConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "world config") -> WorldConfig:
+        if not isinstance(data, dict):
+            raise EmfBenchError(f"{where} must be a mapping of WorldConfig fields, got "
+                                f"{type(data).__name__}")
         known = {f.name for f in fields(cls)}
         for key in data:
             if key not in known:
-                raise unknown_name(f"key in {where}:", key, known)
+                raise unknown_name(f"key in {where}:", str(key), known)
+        check_types(cls, data, where)
         return cls(**data)

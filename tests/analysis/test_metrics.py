@@ -9,12 +9,12 @@ from emf_bench.analysis.disentanglement import (
     DisentanglementParams,
     ablate,
     ablate_prompts,
-    load_prompt_folder,
 )
 from emf_bench.analysis.image_features import HFVisionFeatures, SceneFeatures, image_features
 from emf_bench.analysis.pools import CocoPool, WorldPool
 from emf_bench.analysis.scoring import ScoreConfig, score_encoders
 from emf_bench.errors import EmfBenchError
+from emf_bench.inputs import read_prompt_folder
 from emf_bench.text.cache import FeatureCache
 from emf_bench.text.registry import EncoderRegistry
 from emf_bench.world import World
@@ -137,7 +137,7 @@ def test_the_official_dpg_prompts_load_and_all_ablate(tmp_path):
     folder = SHARED_DATA / "dpg-bench" / "prompts"
     if not folder.exists():
         pytest.skip("DPG-Bench prompts not found")
-    prompts = load_prompt_folder(folder)
+    prompts = read_prompt_folder(folder)
     assert len(prompts) == 1065 and "partiprompts97" in prompts
     rows = ablate_prompts(prompts, DisentanglementParams())
     assert (rows["removed"] >= 1).all()
@@ -147,10 +147,10 @@ def test_the_official_dpg_prompts_load_and_all_ablate(tmp_path):
 
 def test_prompt_folders_with_problems_are_named(tmp_path):
     with pytest.raises(EmfBenchError, match=r"has no \.txt prompt files"):
-        load_prompt_folder(tmp_path)
+        read_prompt_folder(tmp_path)
     (tmp_path / "p1.txt").write_text("   ")
     with pytest.raises(EmfBenchError, match=r"p1\.txt is empty"):
-        load_prompt_folder(tmp_path)
+        read_prompt_folder(tmp_path)
 
 
 def _coco(tmp_path, annotations=None, images=None, write_images=True):
@@ -196,7 +196,8 @@ def test_missing_and_corrupt_coco_images_are_named(tmp_path):
     (image_dir / "000000000003.jpg").write_bytes(b"garbage")
     (image_dir / "000000000004.jpg").unlink()
     pool = CocoPool(captions, image_dir)
-    with pytest.raises(EmfBenchError, match=r"cannot open COCO image .*000000000003\.jpg"):
+    with pytest.raises(EmfBenchError, match=r"COCO image id 3: image .*000000000003\.jpg "
+                                            r"cannot be decoded \(not an image format"):
         pool.images(np.array([2]))
     with pytest.raises(EmfBenchError, match=r"000000000004\.jpg .*does not exist"):
         pool.images(np.array([3]))

@@ -111,8 +111,12 @@ def test_debug_shows_the_traceback_from_any_position(capsys):
 
 def test_preview_writes_a_grid_with_one_tile_per_scene(capsys, tmp_path):
     out = tmp_path / "deep" / "grid.png"
-    code, stdout, _ = run(capsys, "world", "preview", "--out", str(out), "--count", "6",
-                          "--columns", "3", "--view-size", "64", "--split", "eval")
+    args = ("world", "preview", "--out", str(out), "--count", "6", "--columns", "3",
+            "--view-size", "64", "--split", "eval")
+    code, _, err = run(capsys, *args)  # only a run directory is made with its parents
+    assert code == 2 and "deep does not exist (create it first)" in err
+    out.parent.mkdir()
+    code, stdout, _ = run(capsys, *args)
     assert code == 0 and str(out) in stdout
     image = Image.open(out)
     assert image.width == 3 * (64 + 6) + 6  # three tiles and their padding per row
@@ -121,7 +125,7 @@ def test_preview_writes_a_grid_with_one_tile_per_scene(capsys, tmp_path):
 def test_preview_refuses_an_unwritable_destination(capsys, tmp_path):
     (tmp_path / "file").write_text("x")
     code, _, err = run(capsys, "world", "preview", "--out", str(tmp_path / "file" / "g.png"))
-    assert code == 2 and "a file is in the way" in err
+    assert code == 2 and "file is a file, not a folder" in err
 
 
 def test_world_config_file_with_unknown_key_is_named(capsys, tmp_path):

@@ -34,6 +34,9 @@ class Brightness:
     def describe(self):
         return {"benchmark": self.name, "suite_source": self.source}
 
+    def item(self, index):
+        return {"prompt": self.prompts[index]}
+
     def plan(self, indices, per_prompt, seed):
         return [Unit(i, n, [self.prompts[i]], [image_seed(seed, i, n)], f"images/{i}-{n}.png")
                 for i in indices for n in range(per_prompt)]

@@ -8,6 +8,7 @@ from emf_bench.evaluation.dpg import (
     DPGQuestion,
     adjusted_scores,
     build_items,
+    read_prompts,
     read_questions,
     split_grid,
     summarize,
@@ -88,6 +89,36 @@ def test_dangling_dependencies_and_missing_questions(tmp_path):
         build_items({"a": "A"}, questions)
     with pytest.raises(EmfBenchError, match="'z' has no questions"):
         build_items({"z": "Z"}, questions)
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([("a", 1, "0", "t", "q"), ("a", 1, "0", "t", "q again")],
+     r"item 'a': proposition id\(s\) 1 used twice"),
+    ([("a", 1, "1", "t", "q")], "item 'a': proposition 1 depends on itself"),
+    ([("a", 1, "0", "t", "q"), ("a", 2, "3", "t", "q2"), ("a", 3, "2", "t", "q3")],
+     "item 'a': dependency cycle 2 -> 3 -> 2"),
+    ([("a", 1, "3", "t", "q"), ("a", 2, "1", "t", "q2"), ("a", 3, "2", "t", "q3")],
+     "item 'a': dependency cycle 1 -> 3 -> 2 -> 1"),
+])
+def test_questions_that_are_not_a_dependency_tree_are_refused(tmp_path, rows, message):
+    questions = read_questions(write_csv(tmp_path / "q.csv", rows))
+    with pytest.raises(EmfBenchError, match=message):
+        build_items({"a": "A"}, questions)
+    # official-compat keeps such an item, marked unscorable, instead of failing the run
+    (item,) = build_items({"a": "A"}, questions, strict=False)
+    assert item.unscorable
+
+
+def test_questions_without_a_prompt_and_empty_prompts_are_reported(tmp_path, capsys):
+    rows = [("a", 1, "0", "t", "q"), ("b", 1, "0", "t", "q"), ("c", 1, "0", "t", "q")]
+    questions = read_questions(write_csv(tmp_path / "q.csv", rows))
+    assert [i.item_id for i in build_items({"a": "A"}, questions)] == ["a"]
+    assert "2 item(s) with questions but no prompt file are not evaluated: b, c" in \
+        capsys.readouterr().err
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts/a.txt").write_text("  \n")
+    with pytest.raises(EmfBenchError, match=r"prompt file .*a.txt is empty"):
+        read_prompts(tmp_path / "prompts")
 
 
 def test_grid_split_and_wrong_sizes():

@@ -13,19 +13,9 @@ from emf_bench.evaluation.benchmarks import Scorer, image_seed, load_benchmark
 from emf_bench.evaluation.detectors import load_detector
 from emf_bench.evaluation.runner import EvalSettings, StepSweep
 from emf_bench.evaluation.vqa import load_vqa
-from emf_bench.evaluation.world_export import export_world_suites
 from emf_bench.generators.folder import FolderGenerator
-from emf_bench.storage import atomic_directory
 from emf_bench.world import World
 from emf_bench.world.palette import BACKGROUND, COLORS
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "suites"
-    with atomic_directory(out) as tmp:
-        export_world_suites(World(), tmp, images_per_prompt=2)
-    return out
 
 
 def geneval_sweep(root, run, **kw):

@@ -1,6 +1,8 @@
 """Generators the sweep evaluates: a diffusers pipeline (through a stand-in) and folders of
 pre-generated images."""
 
+import re
+import shutil
 import types
 
 import numpy as np
@@ -40,3 +42,52 @@ def test_a_folder_per_step_count_and_its_name(tmp_path):
         gen.root(4)
     assert gen.describe() == {"name": "images:sana", "kind": "folder", "official": False,
                               "path": str(tmp_path / "sana-{steps}step")}
+
+
+@pytest.fixture
+def probe_copy(study_run, tmp_path):
+    run, _ = study_run
+    folder = tmp_path / "probe"
+    shutil.copytree(run / "probes/class-label/meanflow", folder)
+    return folder
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_naming_the_tensor(probe_copy):
+    from safetensors.torch import load_file, save_file
+
+    from emf_bench.generators.probe import ProbeGenerator
+    from emf_bench.probe.checkpoint import checkpoint_dir
+
+    good = ProbeGenerator(probe_copy)
+    assert len(good.fingerprint) == 64 and good.describe()["weights"] == good.fingerprint
+    ema = checkpoint_dir(probe_copy) / "ema.safetensors"
+    weights = load_file(str(ema))
+    name = sorted(weights)[3]
+    weights[name] = weights[name].clone().fill_(float("nan"))
+    save_file(weights, str(ema))
+    with pytest.raises(EmfBenchError, match=f"tensor '{re.escape(name)}' holds NaN"):
+        ProbeGenerator(probe_copy)
+
+
+def test_a_probe_that_samples_non_finite_pixels_fails_instead_of_writing_them(probe_copy):
+    import torch
+
+    from emf_bench.generators.probe import ProbeGenerator
+
+    generator = ProbeGenerator(probe_copy)
+    with torch.no_grad():
+        for parameter in generator.model.parameters():
+            parameter.fill_(1e30)
+    with pytest.raises(EmfBenchError, match="sampled NaN or infinite pixels at 1 step"):
+        generator.generate(["a photo of a red circle"], 1, [0])
+
+
+def test_a_moved_probe_is_the_same_generator(probe_copy, tmp_path):
+    from emf_bench.evaluation.runner import generator_identity
+    from emf_bench.generators.probe import ProbeGenerator
+
+    before = ProbeGenerator(probe_copy).describe()
+    shutil.move(probe_copy, tmp_path / "moved")
+    after = ProbeGenerator(tmp_path / "moved").describe()
+    assert before["path"] != after["path"]
+    assert generator_identity(before) == generator_identity(after)

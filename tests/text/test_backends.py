@@ -92,8 +92,15 @@ def test_blip3o_image_token_view_is_seeded_per_text(card_for):
 def test_blip3o_needs_its_image_tokens_and_known_options(card_for):
     with pytest.raises(EmfBenchError, match="has no <im_start> token"):
         load_encoder(card_for("blip3o-next", "qwen3", options={"image_tokens": 4}))
-    with pytest.raises(EmfBenchError, match="unknown BLIP3o-NEXT option"):
+    with pytest.raises(EmfBenchError, match=r"unknown option\(s\) \['topp'\] for backend "
+                                            r"blip3o-next"):
         load_encoder(card_for("blip3o-next", "blip3o", options={"topp": 0.9}))
+    for options, message in [({"top_k": "many"}, "options.top_k must be an integer"),
+                             ({"view": "tokens"}, r"options.view must be one of 'prompt', "
+                                                  r"'image-tokens'"),
+                             ({"top_p": 1.5}, r"top_p .* must be in \(0, 1\]")]:
+        with pytest.raises(EmfBenchError, match=message):
+            load_encoder(card_for("blip3o-next", "blip3o", options=options))
 
 
 def test_missing_local_path_and_unreachable_hub_are_one_clear_line(tmp_path):

@@ -43,6 +43,13 @@ def test_unknown_encoder_names_the_closest_ones():
     ("name: x\nbackend: constant\nprompt_template: hello\n", "must contain"),
     ("- just\n- a list\n", "must be a mapping"),
     ("name: [unclosed\n", "cannot read"),
+    ("name: x\nbackend: constant\ntrust_remote_code: yes please\n",
+     r"trust_remote_code must be a boolean \(true or false\), got 'yes please'"),
+    ("name: x\nbackend: constant\ntrust_remote_code: 'true'\n", "must be a boolean"),
+    ("name: x\nbackend: constant\nmax_length: ten\n", "max_length must be an integer or null"),
+    ("name: x\nbackend: constant\nchat_template: 1\n", "chat_template must be a boolean"),
+    ("name: x\nbackend: constant\noptions: [dim]\n", "options must be a mapping"),
+    ("name: 7\nbackend: constant\n", "name must be a string"),
 ])
 def test_malformed_cards_are_one_line_naming_the_file(tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)
@@ -59,6 +66,8 @@ def test_user_folders_add_and_replace_cards_and_env_var_works(tmp_path, monkeypa
     assert registry.card("mine").options == {"dim": 64}
     assert registry.card("constant").options == {"dim": 4}
     assert registry.card("constant").source.endswith("constant.yaml")
+    (shadow,) = registry.shadowed  # a user card replacing a built-in one says so
+    assert "'constant'" in shadow and str(tmp_path) in shadow and "replaces" in shadow
     monkeypatch.setenv("EMF_BENCH_ENCODERS", str(tmp_path))
     assert "mine" in EncoderRegistry.load().names()
     with pytest.raises(EmfBenchError, match="does not exist"):
@@ -145,3 +154,22 @@ def test_a_layer_is_refused_where_the_backend_has_none():
     with pytest.raises(EmfBenchError, match="bag-of-words backend has no choice of layer"):
         load_encoder(card)
     assert load_encoder(registry.card("bag-of-words")).card.layer == "last"
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"dim": "big"}, r"options.dim must be an integer, got 'big'"),
+    ({"dim": 0}, "options.dim of encoder 'x' must be at least 1"),
+    ({"dim": True}, "options.dim must be an integer"),
+    ({"dims": 4}, r"unknown option\(s\) \['dims'\] for backend bag-of-words; known: \['dim'\]"),
+])
+def test_backend_options_are_checked_by_the_backends_schema(options, message):
+    card = EncoderCard(name="x", backend="bag-of-words", options=options)
+    with pytest.raises(EmfBenchError, match=message):
+        backend_class("bag-of-words")(card)
+
+
+def test_every_backend_declares_the_options_its_shipped_cards_use():
+    registry = EncoderRegistry.load()
+    for name in registry.names():
+        card = registry.card(name)
+        backend_class(card.backend).check_card(card)  # no weights loaded

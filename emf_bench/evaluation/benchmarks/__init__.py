@@ -10,10 +10,12 @@ point in the group `emf_bench.benchmarks`).
       name, source, needs                 registry name, where the prompts came from,
                                           "detector" or "vqa"
       len(b)                              prompts
+      item(index)                         a prompt's definition (what its rows depend on)
       plan(indices, per_prompt, seed)     the units a generator makes, with prompts and seeds
       compose(images)                     one unit's generated images -> the image scored
       save(images_dir, units)             the official layout, drop-in for official scripts
-      read(root, indices)                 units from a folder in that layout (pre-generated)
+      read(root, indices)                 units from a folder in that layout (pre-generated),
+                                          each with its file (the sweep reads and decodes it)
       score(unit, scorer, rules, base)    result rows of one unit
       summarize(rows, scorer)             the summary; the caller's rows are not changed
       metrics(summary)                    name -> value, for the long-form table
@@ -106,6 +108,10 @@ class Unit:
     seeds: list[int | None]  # one per image; None for pre-generated images
     path: str  # relative to the images folder
     image: np.ndarray | EmfBenchError | None = None  # an error: the file failed to load
+    file: Path | None = None  # a pre-generated image's file
+    data: bytes | None = None  # its bytes, read by the sweep, until decoded
+    key: str = ""  # content key of everything the unit's rows depend on (set by the sweep)
+    resized_from: tuple[int, int] | None = None  # (H, W) of a file downscaled for scoring
 
 
 def image_seed(seed: int, index: int, sample: int) -> int:
@@ -122,6 +128,8 @@ class Benchmark(Protocol):
     def __len__(self) -> int: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+    def item(self, index: int) -> dict[str, Any]: ...
 
     def plan(self, indices: list[int], per_prompt: int, seed: int) -> list[Unit]: ...
 

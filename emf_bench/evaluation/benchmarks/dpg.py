@@ -4,7 +4,7 @@ under DPG-Bench's rules (`evaluation.dpg`): one result row per tile."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import numpy as np
 from emf_bench.errors import EmfBenchError
 from emf_bench.evaluation import dpg as rules_
 from emf_bench.evaluation.benchmarks import BackendOptions, Scorer, Sources, Unit, image_seed
-from emf_bench.evaluation.layouts import dpg_grid, dpg_grid_file, read_image
+from emf_bench.evaluation.layouts import dpg_grid, dpg_grid_file
 from emf_bench.storage import atomic_save_png
 
 TILES = 4  # DPG-Bench always generates four images per prompt
@@ -58,6 +58,11 @@ class DPGBenchmark:
         return {"benchmark": self.name, "suite_source": self.source,
                 "official_compat": self.official_compat}
 
+    def item(self, index: int) -> dict[str, Any]:
+        item = self.items[index]
+        return {"item_id": item.item_id, "prompt": item.prompt, "unscorable": item.unscorable,
+                "questions": [asdict(q) for q in item.questions]}
+
     # -- images -----------------------------------------------------------------------------
 
     def plan(self, indices: list[int], per_prompt: int, seed: int) -> list[Unit]:
@@ -74,17 +79,10 @@ class DPGBenchmark:
             atomic_save_png(images_dir / f"{self.items[u.index].item_id}.png", u.image)
 
     def read(self, root: Path, indices: list[int]) -> list[Unit]:
-        units = []
-        for k in indices:
-            item = self.items[k]
-            path = dpg_grid_file(root, item.item_id)  # missing: the run stops
-            try:
-                image: np.ndarray | EmfBenchError = read_image(path)
-            except EmfBenchError as err:  # undecodable: recorded, counted, reported
-                image = err
-            units.append(Unit(k, 0, [item.prompt] * TILES, [None] * TILES,
-                              f"images/{item.item_id}.png", image))
-        return units
+        return [Unit(k, 0, [self.items[k].prompt] * TILES, [None] * TILES,
+                     f"images/{self.items[k].item_id}.png",
+                     file=dpg_grid_file(root, self.items[k].item_id))  # missing: the run stops
+                for k in indices]
 
     # -- scores -----------------------------------------------------------------------------
 

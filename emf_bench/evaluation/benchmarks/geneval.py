@@ -13,7 +13,8 @@ import numpy as np
 from emf_bench.errors import EmfBenchError, unknown_name
 from emf_bench.evaluation import geneval as rules_
 from emf_bench.evaluation.benchmarks import BackendOptions, Scorer, Sources, Unit, image_seed
-from emf_bench.evaluation.layouts import geneval_prompt_dir, geneval_sample_files, read_image
+from emf_bench.evaluation.layouts import geneval_prompt_dir, geneval_sample_files
+from emf_bench.inputs import existing_file
 from emf_bench.spatial import RELATIONS
 from emf_bench.storage import atomic_save_png, atomic_write_text
 
@@ -65,11 +66,9 @@ def check_geneval_row(row: Any, where: str) -> dict[str, Any]:
 
 def load_geneval_metadata(path: Path) -> list[dict[str, Any]]:
     """GenEval's `evaluation_metadata.jsonl` (or any file in its schema), every line checked."""
-    path = Path(path)
+    path = existing_file(path, "GenEval metadata")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise EmfBenchError(f"GenEval metadata {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as err:
         raise EmfBenchError(f"cannot read GenEval metadata {path}: {err}") from None
     rows = []
@@ -148,6 +147,9 @@ class GenEvalBenchmark:
     def describe(self) -> dict[str, Any]:
         return {"benchmark": self.name, "suite_source": self.source, "official_compat": False}
 
+    def item(self, index: int) -> dict[str, Any]:
+        return self.rows[index]
+
     # -- images -----------------------------------------------------------------------------
 
     def plan(self, indices: list[int], per_prompt: int, seed: int) -> list[Unit]:
@@ -168,16 +170,10 @@ class GenEvalBenchmark:
                             / f"{u.sample:05d}.png", u.image)
 
     def read(self, root: Path, indices: list[int]) -> list[Unit]:
-        units = []
-        for index in indices:
-            for n, path in enumerate(geneval_sample_files(root, index, self.rows[index])):
-                try:
-                    image: np.ndarray | EmfBenchError = read_image(path)
-                except EmfBenchError as err:
-                    image = err
-                units.append(Unit(index, n, [self.rows[index]["prompt"]], [None],
-                                  f"images/{index:05d}/samples/{n:05d}.png", image))
-        return units
+        return [Unit(index, n, [self.rows[index]["prompt"]], [None],
+                     f"images/{index:05d}/samples/{n:05d}.png", file=path)
+                for index in indices
+                for n, path in enumerate(geneval_sample_files(root, index, self.rows[index]))]
 
     # -- scores -----------------------------------------------------------------------------
 
