@@ -1,5 +1,5 @@
-"""`emf-bench eval`: GenEval and DPG-Bench at several step counts, for probes, image folders
-and diffusers pipelines."""
+"""`emf-bench eval`: GenEval and DPG-Bench at several step counts, for probes, image folders,
+diffusers pipelines and any generator callable."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from emf_bench.cli.options import Common, Overwrite, common_options, parse_steps, world_options
+from emf_bench.cli.options import (
+    Common,
+    Overwrite,
+    common_options,
+    parse_steps,
+    split_names,
+    world_options,
+)
 from emf_bench.evaluation.benchmarks import BENCHMARKS, BackendOptions
 from emf_bench.evaluation.geneval import GenEvalRules
 from emf_bench.evaluation.runner import EvalSettings
@@ -45,8 +52,13 @@ def eval_command(
     pipeline: Annotated[list[str] | None, typer.Option(
         "--pipeline", help="A diffusers pipeline (Hub id or folder; \\[diffusers] extra). "
         "Repeatable.", show_default=False)] = None,
+    generator: Annotated[list[str] | None, typer.Option(
+        "--generator", help="Any generator as a callable: module:function, file.py:function "
+        "or a name in the emf_bench.generators entry points; called with (prompts, steps, "
+        "seeds, guidance), returning one image per prompt. Repeatable.", show_default=False)
+    ] = None,
     name: Annotated[str | None, typer.Option(
-        "--name", help="Name for a single --images or --pipeline model in results.",
+        "--name", help="Name for a single --images, --pipeline or --generator model in results.",
         show_default=False)] = None,
     benchmark: Annotated[list[str], typer.Option(
         "--benchmark", "-b", help=f"{', '.join(BENCHMARKS)} (repeatable).")
@@ -108,28 +120,42 @@ def eval_command(
         )] = True,
     pipeline_dtype: Annotated[str, typer.Option("--pipeline-dtype", help="Pipeline dtype.")
                               ] = "float16",
+    pipeline_scheduler: Annotated[str | None, typer.Option(
+        "--pipeline-scheduler", help="Another diffusers scheduler class for the pipeline, e.g. "
+        "LCMScheduler (built from its scheduler config; recorded).", show_default=False)
+    ] = None,
+    pipeline_arg: Annotated[list[str] | None, typer.Option(
+        "--pipeline-arg", help="KEY=VALUE passed to the pipeline's call, JSON values (e.g. "
+        "timesteps=[999,759,499,259]). Repeatable; recorded.", show_default=False)] = None,
     pipeline_size: Annotated[int | None, typer.Option(
         "--pipeline-size", help="Pipeline image side \\[default: the pipeline's].",
         show_default=False)] = None,
+    tags: Annotated[str | None, typer.Option(
+        "--tags", help="Only these GenEval tasks, comma-separated (a partial run, labelled so).",
+        show_default=False)] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", help="Only the first N prompts of each benchmark (a partial run, labelled "
+        "so; kept apart from full runs).", show_default=False)] = None,
     overwrite: Overwrite = False,
     common: Common = None,
     world=None,
 ) -> None:
     """GenEval and DPG-Bench (or the world's suites) at 1/2/4/N steps.
 
-    For probes, folders of pre-generated images and diffusers pipelines. Results go to
-    <run-dir>/evals/<model>/<benchmark>/steps-<k>/ and <run-dir>/evals/summary.*
+    For probes, folders of pre-generated images, diffusers pipelines and generator callables.
+    Results go to <run-dir>/evals/<model>/<benchmark>/steps-<k>/ and <run-dir>/evals/summary.*
     """
     from emf_bench.errors import EmfBenchError
     from emf_bench.evaluation.benchmarks import Sources, check_names
 
     specs = [("probe", m) for m in model or []] + [("folder", i) for i in images or []] + \
-        [("pipeline", p) for p in pipeline or []]
+        [("pipeline", p) for p in pipeline or []] + [("callable", g) for g in generator or []]
     if not specs:
-        raise EmfBenchError("name what to evaluate: --model probe:ENCODER, --images DIR or "
-                            "--pipeline ID")
+        raise EmfBenchError("name what to evaluate: --model probe:ENCODER, --images DIR, "
+                            "--pipeline ID or --generator module:function")
     if name and len(specs) > 1:
-        raise EmfBenchError("--name names a single model; give one --model/--images/--pipeline")
+        raise EmfBenchError("--name names a single model; give one --model/--images/"
+                            "--pipeline/--generator")
     check_names(benchmark)
     counts = parse_steps(steps) if steps else None
     rules = GenEvalRules(threshold, counting_threshold, max_objects, nms_threshold,
@@ -143,7 +169,12 @@ def eval_command(
     from emf_bench.evaluation.benchmarks import load_benchmark
 
     sources = Sources(geneval_metadata, dpg_prompts, dpg_csv, world.to_dict(), official_compat)
-    suites = {b: load_benchmark(b, sources) for b in benchmark}  # input files checked first
+    from emf_bench.generators.diffusers import parse_call_args
+
+    call_args = parse_call_args(pipeline_arg or [])
+    # input files checked first, before a generator loads or a run directory is made
+    suites = {b: load_benchmark(b, sources).select(split_names(tags) if tags else None, limit)
+              for b in benchmark}
     for kind, spec in specs:
         if kind == "folder" and "{steps}" not in spec:
             from emf_bench.generators.folder import FolderGenerator
@@ -154,14 +185,14 @@ def eval_command(
     config = {"models": [f"{k}:{v}" for k, v in specs], "benchmarks": benchmark,
               "steps": list(counts) if counts else None, "settings": settings.to_dict(),
               "detector": detector, "vqa": vqa, "official_compat": official_compat,
-              "world": world.to_dict()}
+              "tags": tags, "limit": limit, "world": world.to_dict()}
     options = BackendOptions(detector, detector_model, color_model, mmdet_config,
                              mmdet_checkpoint, vqa, strict, common.device)
     with run.invocation("eval", config, common.seed) as entry:
         results = []
         for kind, spec in specs:
             generator = make_generator(kind, spec, run.path, common, name, pipeline_dtype,
-                                       pipeline_size)
+                                       pipeline_size, pipeline_scheduler, call_args)
             check_world(generator, world.to_dict())
             model_steps = counts or (
                 (0,) if kind == "folder" and "{steps}" not in spec else MODEL_STEPS)
@@ -181,7 +212,8 @@ def eval_command(
 
 
 def make_generator(kind: str, spec: str, run_path: Path, common: Common, name,
-                   dtype: str, size: int | None):
+                   dtype: str, size: int | None, scheduler: str | None = None,
+                   call_args: dict | None = None):
     if kind == "probe":
         from emf_bench.generators.probe import ProbeGenerator
 
@@ -191,12 +223,14 @@ def make_generator(kind: str, spec: str, run_path: Path, common: Common, name,
         from emf_bench.generators.folder import FolderGenerator
 
         return FolderGenerator(spec, name)
+    if kind == "callable":
+        from emf_bench.generators.callable import CallableGenerator
+
+        return CallableGenerator(spec, name)
     from emf_bench.generators.diffusers import DiffusersGenerator
 
-    generator = DiffusersGenerator(spec, device=common.device, dtype=dtype, size=size)
-    if name:
-        generator.name = name
-    return generator
+    return DiffusersGenerator(spec, device=common.device, dtype=dtype, size=size,
+                              scheduler=scheduler, name=name, **(call_args or {}))
 
 
 def check_world(generator, world: dict) -> None:
@@ -233,6 +267,7 @@ def print_results(results: list[dict], run_path: Path) -> None:
 
     from emf_bench.cli.options import results_console
     from emf_bench.evaluation.benchmarks import benchmark_class
+    from emf_bench.evaluation.runner import subset_label
 
     console = results_console()
     for by_steps in results:
@@ -240,7 +275,9 @@ def print_results(results: list[dict], run_path: Path) -> None:
         scorer = first["scorer"]
         backend = (scorer.get("detector") or scorer.get("vqa"))["name"]
         label = "official backend" if scorer.get("official") else "NOT the official backend"
-        table = Table(title=f"{first['model']} on {first['benchmark']} ({backend}: {label})")
+        part = f", {subset_label(first['subset'])}" if first.get("subset") else ""
+        table = Table(title=f"{first['model']} on {first['benchmark']} ({backend}: {label}"
+                            f"{part})")
         columns, rows = benchmark_class(first["benchmark"]).table(by_steps)
         for column in ["steps", *columns]:
             table.add_column(column)

@@ -112,7 +112,9 @@ class StepSweep:
         self.generator, self.benchmark, self.scorer = generator, benchmark, scorer
         self.settings = settings or EvalSettings()
         self.name = name or generator.name
-        self.root = Path(run_path) / "evals" / model_slug(self.name) / benchmark.name
+        subset = benchmark.describe().get("subset") or {}
+        self.root = (Path(run_path) / "evals" / model_slug(self.name)
+                     / f"{benchmark.name}{subset.get('suffix', '')}")
         if getattr(scorer, benchmark.needs, None) is None:
             raise EmfBenchError(f"{benchmark.name} needs a {benchmark.needs} backend")
 
@@ -319,6 +321,7 @@ class StepSweep:
     def summarize(self, steps: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """The benchmark's summary of `rows` (not changed) with what it was computed with."""
         return {"model": self.name, "benchmark": self.benchmark.name, "steps": steps,
+                "subset": self.benchmark.describe().get("subset"),
                 "scorer": self.scorer.describe(), "generator": self.generator.describe(),
                 "settings": self.settings.to_dict(),
                 "errors": sum(1 for r in rows if r.get("error")),
@@ -345,11 +348,21 @@ def summary_table(summaries: Sequence[dict[str, Any]]):
     for s in summaries:
         scorer = s.get("scorer", {})
         backend = (scorer.get("detector") or scorer.get("vqa") or {}).get("name")
+        subset = s.get("subset")
         base = {"model": s["model"], "benchmark": s["benchmark"], "steps": s["steps"],
                 "backend": backend, "official_backend": bool(scorer.get("official")),
-                "generator_kind": s.get("generator", {}).get("kind")}
+                "generator_kind": s.get("generator", {}).get("kind"),
+                "subset": subset_label(subset) if subset else "all prompts"}
         for metric, value in benchmark_class(s["benchmark"]).metrics(s).items():
             records.append({**base, "metric": metric, "value": value})
     return pd.DataFrame.from_records(records, columns=[
-        "model", "benchmark", "steps", "backend", "official_backend", "generator_kind", "metric",
-        "value"])
+        "model", "benchmark", "steps", "backend", "official_backend", "generator_kind",
+        "subset", "metric", "value"])
+
+
+def subset_label(subset: dict[str, Any]) -> str:
+    """A partial run in words: "PARTIAL: 8 of 553 prompts (tasks position; first 8)"."""
+    parts = [f"tasks {', '.join(subset['tags'])}"] if subset.get("tags") else []
+    if subset.get("limit") is not None:
+        parts.append(f"first {subset['limit']}")
+    return f"PARTIAL: {subset['prompts']} of {subset['of']} prompts ({'; '.join(parts)})"

@@ -153,7 +153,8 @@ def study_table(run: Path, encoders: pd.DataFrame, evals: list[Evaluation],
     """Per probe: its encoder's scores and its score at each step count with intervals."""
     records = []
     for e in evals:
-        if e.benchmark != benchmark or e.generator.get("kind") != "probe":
+        if e.benchmark != benchmark or e.generator.get("kind") != "probe" \
+                or e.summary.get("subset"):  # a partial run never stands for the benchmark
             continue
         ci = e.intervals
         enc = encoders[encoders["encoder"] == e.generator.get("encoder")]

@@ -24,61 +24,6 @@ from emf_bench.evaluation.vqa import MPlugVQA, TransformersVQA
 from emf_bench.spatial import Detection
 
 
-@pytest.fixture(scope="module")
-def tiny_backends(tmp_path_factory):
-    import transformers as tf
-    from conftest import save_tokenizer
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    root = tmp_path_factory.mktemp("tiny-backends")
-    torch.manual_seed(0)
-    paths = {}
-
-    paths["mask2former"] = root / "mask2former"
-    backbone = tf.SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1],
-                             num_heads=[1, 1, 1, 1], window_size=2,
-                             out_features=["stage1", "stage2", "stage3", "stage4"])
-    config = tf.Mask2FormerConfig(
-        backbone_config=backbone, num_queries=6, hidden_dim=32, mask_feature_size=32,
-        feature_size=32, encoder_layers=1, decoder_layers=2, num_attention_heads=2,
-        encoder_feedforward_dim=32, dim_feedforward=32,
-        id2label=dict(enumerate(COCO_CLASSES)), label2id={c: i for i, c in
-                                                          enumerate(COCO_CLASSES)})
-    tf.Mask2FormerForUniversalSegmentation(config).save_pretrained(paths["mask2former"])
-    tf.Mask2FormerImageProcessor(size={"shortest_edge": 64, "longest_edge": 64},
-                                 size_divisor=32).save_pretrained(paths["mask2former"])
-
-    paths["clip"] = root / "clip"
-    vocab = save_tokenizer(paths["clip"], extra=[*COLORS, "object", "colored", "car", "-"])
-    tf.CLIPModel(tf.CLIPConfig(
-        text_config=dict(vocab_size=vocab, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=77,
-                         pad_token_id=0, bos_token_id=2, eos_token_id=3),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=1, num_attention_heads=2),
-        projection_dim=16)).save_pretrained(paths["clip"])
-    tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-                          ).save_pretrained(paths["clip"])
-
-    paths["vilt"] = root / "vilt"
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "is", "there", "a", "red", "circle",
-             "?"]
-    wordpiece = Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)},
-                                           unk_token="[UNK]"))
-    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer = tf.BertTokenizerFast(tokenizer_object=wordpiece, pad_token="[PAD]",
-                                     unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-                                     mask_token="[MASK]")
-    tf.ViltProcessor(tf.ViltImageProcessor(size={"shortest_edge": 32}, size_divisor=32),
-                     tokenizer).save_pretrained(paths["vilt"])
-    tf.ViltForQuestionAnswering(tf.ViltConfig(
-        vocab_size=len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, image_size=32, patch_size=8, max_position_embeddings=40,
-        id2label={0: "yes", 1: "no"}, label2id={"yes": 0, "no": 1})).save_pretrained(
-        paths["vilt"])
-    return paths
-
-
 def image():
     rng = np.random.default_rng(0)
     return rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)

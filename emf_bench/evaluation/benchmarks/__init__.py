@@ -10,6 +10,7 @@ point in the group `emf_bench.benchmarks`).
       name, source, needs                 registry name, where the prompts came from,
                                           "detector" or "vqa"
       len(b)                              prompts
+      select(tags, limit)                 a part of it (tasks, first N prompts), which says so
       item(index)                         a prompt's definition (what its rows depend on)
       plan(indices, per_prompt, seed)     the units a generator makes, with prompts and seeds
       compose(images)                     one unit's generated images -> the image scored
@@ -114,6 +115,24 @@ class Unit:
     resized_from: tuple[int, int] | None = None  # (H, W) of a file downscaled for scoring
 
 
+def subset_record(tags: list[str] | None, limit: int | None, kept: int, total: int
+                  ) -> dict[str, Any] | None:
+    """What part of a benchmark a run covers (None: all of it), for every summary and table,
+    and the folder suffix that keeps a partial run apart from the full one."""
+    if not tags and limit is None:
+        return None
+    from emf_bench.errors import in_range
+
+    if limit is not None:
+        in_range("--limit", limit, 1)
+    if kept == 0:
+        raise EmfBenchError(f"--tags {','.join(tags or [])} selects no prompt")
+    suffix = "".join([f".{'+'.join(tags)}" if tags else "",
+                      f".first{limit}" if limit is not None else ""])
+    return {"tags": list(tags or []), "limit": limit, "prompts": kept, "of": total,
+            "suffix": suffix}
+
+
 def image_seed(seed: int, index: int, sample: int) -> int:
     """A per-image seed that does not depend on batching, chunking or ranks."""
     digest = hashlib.sha256(f"{seed}:{index}:{sample}".encode()).digest()
@@ -128,6 +147,8 @@ class Benchmark(Protocol):
     def __len__(self) -> int: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+    def select(self, tags: list[str] | None, limit: int | None) -> Benchmark: ...
 
     def item(self, index: int) -> dict[str, Any]: ...
 

@@ -4,7 +4,7 @@ under DPG-Bench's rules (`evaluation.dpg`): one result row per tile."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,14 @@ import numpy as np
 
 from emf_bench.errors import EmfBenchError
 from emf_bench.evaluation import dpg as rules_
-from emf_bench.evaluation.benchmarks import BackendOptions, Scorer, Sources, Unit, image_seed
+from emf_bench.evaluation.benchmarks import (
+    BackendOptions,
+    Scorer,
+    Sources,
+    Unit,
+    image_seed,
+    subset_record,
+)
 from emf_bench.evaluation.layouts import dpg_grid, dpg_grid_file
 from emf_bench.storage import atomic_save_png
 
@@ -25,6 +32,7 @@ class DPGBenchmark:
     items: list[rules_.DPGItem]
     source: str
     official_compat: bool = False
+    subset: dict[str, Any] | None = None  # a part of the suite (--limit)
 
     needs = "vqa"
 
@@ -56,7 +64,16 @@ class DPGBenchmark:
 
     def describe(self) -> dict[str, Any]:
         return {"benchmark": self.name, "suite_source": self.source,
-                "official_compat": self.official_compat}
+                "official_compat": self.official_compat, "subset": self.subset}
+
+    def select(self, tags: list[str] | None, limit: int | None) -> DPGBenchmark:
+        """The first `limit` prompts (DPG-Bench items carry no task tags)."""
+        if tags:
+            raise EmfBenchError(f"--tags selects GenEval tasks; {self.name} has none (use "
+                                f"--limit)")
+        items = self.items[:limit]
+        subset = subset_record(None, limit, len(items), len(self.items))
+        return self if subset is None else replace(self, items=items, subset=subset)
 
     def item(self, index: int) -> dict[str, Any]:
         item = self.items[index]

@@ -4,7 +4,7 @@ scored by a detector and colour classifier under GenEval's rules (`evaluation.ge
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,14 @@ import numpy as np
 
 from emf_bench.errors import EmfBenchError, unknown_name
 from emf_bench.evaluation import geneval as rules_
-from emf_bench.evaluation.benchmarks import BackendOptions, Scorer, Sources, Unit, image_seed
+from emf_bench.evaluation.benchmarks import (
+    BackendOptions,
+    Scorer,
+    Sources,
+    Unit,
+    image_seed,
+    subset_record,
+)
 from emf_bench.evaluation.layouts import geneval_prompt_dir, geneval_sample_files
 from emf_bench.inputs import existing_file
 from emf_bench.spatial import RELATIONS
@@ -125,6 +132,7 @@ class GenEvalBenchmark:
     name: str  # "geneval" or "world-geneval"
     rows: list[dict[str, Any]]  # metadata lines, GenEval's schema
     source: str
+    subset: dict[str, Any] | None = None  # a part of the suite (--tags, --limit)
 
     needs = "detector"
 
@@ -145,7 +153,17 @@ class GenEvalBenchmark:
         return len(self.rows)
 
     def describe(self) -> dict[str, Any]:
-        return {"benchmark": self.name, "suite_source": self.source, "official_compat": False}
+        return {"benchmark": self.name, "suite_source": self.source, "official_compat": False,
+                "subset": self.subset}
+
+    def select(self, tags: list[str] | None, limit: int | None) -> GenEvalBenchmark:
+        """The prompts of GenEval tasks `tags` (all: None), the first `limit` of them."""
+        for tag in tags or []:
+            if tag not in rules_.TASKS:
+                raise unknown_name("GenEval task in --tags:", tag, rules_.TASKS)
+        rows = [r for r in self.rows if not tags or r["tag"] in tags][:limit]
+        subset = subset_record(tags, limit, len(rows), len(self.rows))
+        return self if subset is None else replace(self, rows=rows, subset=subset)
 
     def item(self, index: int) -> dict[str, Any]:
         return self.rows[index]
