@@ -93,3 +93,16 @@ def test_a_generator_that_misbehaves_is_one_line(capsys, module, spec, message):
 def test_bad_partial_runs_are_one_line(capsys, module, args, message):
     code, _, err = run(capsys, "eval", "--generator", "my_generators:Perfect", *args)
     assert code == 2 and message in err, err
+
+
+def test_two_processes_generate_and_score_the_same_rows_as_one(tmp_path, module):
+    """Under torchrun each rank generates its share of the chunks; rank 0 merges."""
+    from tests_shared import run_two_and_one
+
+    args = ["eval", "--generator", f"{module / 'my_generators.py'}:Perfect", "--steps", "1,2",
+            "--benchmark", "world-geneval", "--benchmark", "world-dpg", "--limit", "40"]
+    run_two_and_one(args, tmp_path / "one", tmp_path / "two", {"HF_HUB_OFFLINE": "1"})
+    for bench in ("world-geneval.first40", "world-dpg.first40"):
+        for k in (1, 2):
+            name = f"evals/generator-Perfect/{bench}/steps-{k}/results.jsonl"
+            assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
