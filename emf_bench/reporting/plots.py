@@ -1,4 +1,4 @@
-"""The report's figures (matplotlib, Agg) and image panels (PIL), each saved as PNG."""
+"""The report's figures (matplotlib's Figure API) and image panels (PIL), each saved as PNG."""
 
 from __future__ import annotations
 
@@ -14,20 +14,19 @@ from emf_bench.storage import atomic_path
 
 
 def _figure(width: float = 6.4, height: float = 4.0, columns: int = 1):
-    import matplotlib
+    """A figure of the object API (no pyplot, no process-wide backend switch: a notebook's
+    backend stays as it is)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, columns, figsize=(width, height), dpi=110)
-    return plt, fig, ax
+    fig = Figure(figsize=(width, height), dpi=110)
+    axes = fig.subplots(1, columns)
+    return fig, axes
 
 
-def _save(plt, fig, path: Path) -> Path:
+def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return path
 
 
@@ -36,7 +35,7 @@ def training_curves(probes, path: Path) -> Path | None:
     probes = [p for p in probes if len(p.log)]
     if not probes:
         return None
-    plt, fig, (loss_ax, rate_ax) = _figure(9.0, 3.6, columns=2)
+    fig, (loss_ax, rate_ax) = _figure(9.0, 3.6, columns=2)
     for p in probes:
         minutes = p.log["seconds"] / 60
         label = f"{p.encoder} ({p.objective})"
@@ -46,7 +45,7 @@ def training_curves(probes, path: Path) -> Path | None:
                 title="training loss")
     rate_ax.set(xlabel="training minutes", ylabel="images / s", title="throughput")
     loss_ax.legend(fontsize=7)
-    return _save(plt, fig, path)
+    return _save(fig, path)
 
 
 def score_vs_steps(table: pd.DataFrame, benchmark: str, path: Path,
@@ -56,7 +55,7 @@ def score_vs_steps(table: pd.DataFrame, benchmark: str, path: Path,
     part = part[part["steps"] > 0]
     if part.empty:
         return None
-    plt, fig, ax = _figure()
+    fig, ax = _figure()
     for model, rows in part.groupby("model"):
         rows = rows.sort_values("steps")
         ax.plot(rows["steps"], rows["value"], marker="o", label=model)
@@ -69,7 +68,7 @@ def score_vs_steps(table: pd.DataFrame, benchmark: str, path: Path,
     ax.set(xlabel="sampling steps", ylabel=f"{metric}{unit}", title=f"{benchmark}: {metric} "
            f"vs steps (measured)")
     ax.legend(fontsize=7)
-    return _save(plt, fig, path)
+    return _save(fig, path)
 
 
 def study_scatter(study: pd.DataFrame, x: str, correlation: dict[str, Any] | None,
@@ -79,7 +78,7 @@ def study_scatter(study: pd.DataFrame, x: str, correlation: dict[str, Any] | Non
         subset=[x])
     if part.empty:
         return None
-    plt, fig, ax = _figure(5.2, 4.0)
+    fig, ax = _figure(5.2, 4.0)
     yerr = None
     if part["low"].notna().all():
         yerr = np.vstack([part["score"] - part["low"], part["high"] - part["score"]])
@@ -96,7 +95,7 @@ def study_scatter(study: pd.DataFrame, x: str, correlation: dict[str, Any] | Non
     ax.text(0.02, 0.97, text, transform=ax.transAxes, va="top", fontsize=8)
     ax.set(xlabel=f"{x} (world)", ylabel=f"world-GenEval overall, {steps} step",
            title=f"{x} vs {steps}-step score (95% bootstrap intervals)")
-    return _save(plt, fig, path)
+    return _save(fig, path)
 
 
 def sample_strip(images: Sequence[np.ndarray], labels: Sequence[str], size: int = 96):

@@ -142,3 +142,21 @@ def test_probes_of_unequal_steps_are_flagged_next_to_the_verdict(study_run, tmp_
     out = capsys.readouterr().out
     assert "bag-of-words meanflow 30" in " ".join(out.split())
     assert "EMF scored 0.74 at 1 step and 0.90 at 4" in " ".join(out.split())
+
+
+def test_figures_leave_the_process_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+    import pandas as pd
+
+    from emf_bench.reporting import plots
+
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf")  # a notebook's or a user's choice, not the report's Agg
+    try:
+        table = pd.DataFrame({"benchmark": "world-geneval", "metric": "overall", "model": "m",
+                              "steps": [1, 2, 4], "value": [0.2, 0.3, 0.4]})
+        png = plots.score_vs_steps(table, "world-geneval", tmp_path / "f.png")
+        assert png.read_bytes()[:4] == b"\x89PNG"
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(before)
