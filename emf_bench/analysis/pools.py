@@ -61,7 +61,8 @@ class CocoPool(PairedPool):
         from emf_bench.inputs import existing_dir
 
         self.image_dir = existing_dir(image_dir, "COCO image folder")
-        files, captions, ids = _read_coco_captions(Path(captions_file))
+        files, all_captions, ids = read_coco_captions(Path(captions_file))
+        captions = [c[0] for c in all_captions]
         if size is not None and size < len(captions):
             keep = np.sort(np.random.default_rng(seed).choice(len(captions), size, replace=False))
             files = [files[i] for i in keep]
@@ -85,8 +86,9 @@ class CocoPool(PairedPool):
         return out
 
 
-def _read_coco_captions(path: Path) -> tuple[list[str], list[str], list[int]]:
-    """(file names, first caption, image id) per image that has a caption, in file order."""
+def read_coco_captions(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """(file names, captions in file order, image id) per image that has a caption, in the
+    order images first get one."""
     from emf_bench.inputs import existing_file
 
     try:
@@ -101,15 +103,17 @@ def _read_coco_captions(path: Path) -> tuple[list[str], list[str], list[int]]:
         if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
             raise EmfBenchError(f"{path}: images[{n}] lacks 'id' or 'file_name'")
         names[image["id"]] = image["file_name"]
-    first: dict[int, str] = {}
+    captions: dict[int, list[str]] = {}
     for n, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict) or "image_id" not in ann or "caption" not in ann:
             raise EmfBenchError(f"{path}: annotations[{n}] lacks 'image_id' or 'caption'")
         if ann["image_id"] not in names:
             raise EmfBenchError(f"{path}: annotations[{n}] refers to unknown image id "
                                 f"{ann['image_id']}")
-        first.setdefault(ann["image_id"], " ".join(str(ann["caption"]).split()))
-    if not first:
+        text = " ".join(str(ann["caption"]).split())
+        if text:
+            captions.setdefault(ann["image_id"], []).append(text)
+    if not captions:
         raise EmfBenchError(f"COCO captions file {path} has no captions")
-    ids = list(first)
-    return [names[i] for i in ids], [first[i] for i in ids], ids
+    ids = list(captions)
+    return [names[i] for i in ids], [captions[i] for i in ids], ids

@@ -161,9 +161,12 @@ def _labels(config: ScoreConfig, shared: _Shared) -> list[str]:
 def score_encoders(cards: Sequence[EncoderCard], config: ScoreConfig, run_dir: Path,
                    cache: FeatureCache | None, device: str | None = "cpu", batch_size: int = 32,
                    overwrite: bool = False, encoders: dict[str, Any] | None = None,
-                   on_result: Callable[[dict[str, Any]], None] | None = None
+                   on_result: Callable[[dict[str, Any]], None] | None = None,
+                   on_error: Callable[[EncoderCard, EmfBenchError], None] | None = None
                    ) -> list[dict[str, Any]]:
-    """Score each card; returns the scores.json contents (fresh or reused) in card order."""
+    """Score each card; returns the scores.json contents (fresh or reused) in card order. The
+    pool, the image model and the image features are built once and shared by every card.
+    `on_error`: a card that fails is passed to it and the others go on (None: raise)."""
     metrics = config.resolved_metrics()
     shared: _Shared | None = None
     results = []
@@ -178,8 +181,14 @@ def score_encoders(cards: Sequence[EncoderCard], config: ScoreConfig, run_dir: P
             continue
         if shared is None:
             shared = _prepare(config, metrics, device)
-        result, tables = _score_one(card, config, metrics, shared, cache, device, batch_size,
-                                    (encoders or {}).get(card.name))
+        try:
+            result, tables = _score_one(card, config, metrics, shared, cache, device,
+                                        batch_size, (encoders or {}).get(card.name))
+        except EmfBenchError as err:
+            if on_error is None:
+                raise
+            on_error(card, err)
+            continue
         if distributed.is_main():  # every rank computed the same result; one writes it
             for name, table in tables.items():
                 with atomic_path(folder / f"{name}.parquet") as tmp:

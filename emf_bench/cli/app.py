@@ -55,6 +55,9 @@ def _root(
                                  help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug",
                                help="Show tracebacks for user errors too (any position)."),
+    verbose: bool = typer.Option(False, "--verbose",
+                                 help="Show the libraries' own load reports and logs "
+                                 "(transformers, diffusers; any position)."),
 ) -> None:
     """emf-bench command line."""
 
@@ -80,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("EMF_BENCH_DEBUG"))
     args = [a for a in args if a != "--debug"]
+    if "--verbose" in args:
+        os.environ["EMF_BENCH_VERBOSE"] = "1"
+        args = [a for a in args if a != "--verbose"]
     command = typer.main.get_command(app)
     _terminate_as_interrupt()
     finished = False

@@ -161,14 +161,10 @@ def score(
     settings = {**config.to_dict(), "encoders": names, "device": common.device,
                 "batch_size": batch_size, "cache": None if cache is None else str(cache.root)}
     with run.invocation("encoders score", settings, common.seed) as entry:
-        for card in cards:
-            try:
-                results += score_encoders([card], config, run.path, cache, device=common.device,
-                                          batch_size=batch_size, overwrite=overwrite)
-            except EmfBenchError as err:
-                if len(cards) == 1:
-                    raise
-                failures.append((card.name, str(err).splitlines()[0]))
+        results = score_encoders(
+            cards, config, run.path, cache, device=common.device, batch_size=batch_size,
+            overwrite=overwrite, on_error=None if len(cards) == 1 else (
+                lambda card, err: failures.append((card.name, str(err).splitlines()[0]))))
         entry["failures"] = [{"encoder": n, "error": e} for n, e in failures]
     if distributed.is_main():
         _print_table(results, failures, run.path)

@@ -78,6 +78,30 @@ def train_probe(
     train_size: Annotated[int, typer.Option(
         "--train-size", help="World training scenes rendered for the probe.")
     ] = Defaults.train_size,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="Train on your own images instead of the world: an image folder with "
+        "metadata.jsonl or metadata.csv (file_name, text), a COCO captions .json (with "
+        "--data-images), a datasets folder (save_to_disk) or hf:<id> (local Hub cache).",
+        show_default=False)] = None,
+    data_format: Annotated[str, typer.Option(
+        "--data-format", help="auto, imagefolder, coco or datasets.")] = "auto",
+    data_images: Annotated[Path | None, typer.Option(
+        "--data-images", help="The image folder of a COCO captions file.",
+        show_default=False)] = None,
+    data_split: Annotated[str, typer.Option(
+        "--data-split", help="The split of a datasets dataset.")] = "train",
+    caption_column: Annotated[str | None, typer.Option(
+        "--caption-column", help="The caption column \\[default: text, caption or prompt].",
+        show_default=False)] = None,
+    resolution: Annotated[int, typer.Option(
+        "--resolution", help="--data: pixel side the images are centre-cropped and resized "
+        "to (before --vae encodes them).")] = 32,
+    vae: Annotated[str | None, typer.Option(
+        "--vae", help="--data: train in the latents of this diffusers autoencoder (Hub id or "
+        "local folder; AutoencoderKL or AutoencoderDC), computed once and cached; use a "
+        "latent --size preset.", show_default=False)] = None,
+    vae_revision: Annotated[str | None, typer.Option(
+        "--vae-revision", help="Hub revision of --vae.", show_default=False)] = None,
     first_tasks: FirstTasks = None,
     first_share: FirstShare = None,
     checkpoint_every: Annotated[int, typer.Option(
@@ -94,8 +118,8 @@ def train_probe(
 ) -> None:
     """Train a MeanFlow (or flow-matching) probe generator conditioned on an encoder.
 
-    The probe learns the world's training scenes from the encoder's features (through the
-    feature cache) and lands in <run-dir>/probes/<encoder>/<objective>/.
+    The probe learns the world's training scenes (or your images, --data) from the encoder's
+    features (through the feature cache) and lands in <run-dir>/probes/<encoder>/<objective>/.
     """
     from emf_bench.errors import EmfBenchError
     from emf_bench.probe.trainer import TrainConfig
@@ -112,7 +136,12 @@ def train_probe(
                          first_tasks=split_names(first_tasks or ""),
                          first_share=first_share or 0.0, warm_start=warm_start,
                          ema_decay=ema_decay, train_guidance=train_guidance)
-    config.probe_config(cond_dim=1)  # an unknown preset fails here, before anything loads
+    from emf_bench.probe.presets import check_space
+
+    if data is None and (vae or data_images or caption_column):
+        raise EmfBenchError("--vae, --data-images and --caption-column apply to --data")
+    # an unknown preset, or one for the other space, fails here, before anything loads
+    check_space(size, "latents" if vae else "pixels")
     card = common.registry().card(encoder).for_world(world.to_dict())
 
     from emf_bench import distributed
@@ -126,18 +155,42 @@ def train_probe(
                 "device": common.device, "init_from": str(init_from) if init_from else None,
                 "probe_dir": str(folder)}
     world_obj = World(world)
+    source = world_obj
+    if data is not None:
+        source = _user_data(data, data_format, data_images, data_split, caption_column,
+                            resolution, vae, vae_revision, common.device, size)
+        settings["data"] = source.record()["data"]
     with run.invocation("train-probe", settings, common.seed) as entry:
-        trainer = ProbeTrainer(card, config, world_obj, folder, common.cache(),
+        trainer = ProbeTrainer(card, config, source, folder, common.cache(),
                                device=common.device, init_from=init_from,
                                threads=common.threads)
         summary = trainer.train(resume=resume, overwrite=overwrite)
         entry["result"] = {k: summary[k] for k in ("step", "seconds", "images")}
         scores = None
-        if quick_eval and distributed.is_main():
+        if quick_eval and data is None and distributed.is_main():
             scores = _quick_eval(folder, world_obj, common)
             entry["quick_eval"] = scores
     if distributed.is_main():
         _print_summary(summary, folder, scores)
+
+
+def _user_data(data: str, fmt: str, images: Path | None, split: str, caption_column: str | None,
+               resolution: int, vae: str | None, vae_revision: str | None, device: str,
+               size: str):
+    """--data read and checked (captions, files), and the space it is learnt in."""
+    from emf_bench.probe.data import UserData
+    from emf_bench.probe.presets import check_space
+    from emf_bench.probe.sources import read_source
+    from emf_bench.probe.spaces import LatentSpace, PixelSpace
+    from emf_bench.text.base import resolve_device
+
+    source = read_source(data, fmt, images, caption_column, split)
+    for note in source.notes:
+        typer.echo(f"note: {note}", err=True)
+    space = PixelSpace(resolution) if vae is None else LatentSpace(
+        vae, resolution, vae_revision, device=resolve_device(device))
+    check_space(size, space.kind, space.channels)
+    return UserData(source, space)
 
 
 def _quick_eval(folder: Path, world, common: Common) -> dict:
@@ -166,6 +219,13 @@ def _print_summary(summary: dict, folder: Path, scores: dict | None) -> None:
         if hardware else ""
     console.print(f"probe: {folder}{reused}: {summary['step']} steps, "
                   f"{summary['images']} images, {summary['seconds'] / 60:.1f} min{how}")
+    if data := summary.get("data"):
+        space = data["space"]
+        where = f"{space['class']} latents {'x'.join(map(str, space['shape']))} of " \
+            f"{space['vae']}" if space["kind"] == "latents" else "pixels"
+        console.print(f"trained on {data['kind']} {data['location']}: {data['images']} images, "
+                      f"{data['examples']} captions, {space['resolution']} px, {where}; "
+                      f"evaluate it with emf-bench eval --model probe:{folder}")
     if scores is None:
         return
     trained = scores.get("generator", {}).get("trained_guidance", 1.0)

@@ -97,6 +97,10 @@ def export(
     size: Annotated[int | None, typer.Option(
         "--size", help="Render size in pixels \\[default: the canvas].",
         show_default=False)] = None,
+    training: Annotated[int, typer.Option(
+        "--training", help="Also write the first N training scenes (those train-probe "
+        "--seed S learns from) to <out>/training/ as an imagefolder with captions "
+        "(metadata.jsonl), for train-probe --data.")] = 0,
     overwrite: Overwrite = False,
     seed: Seed = 0,
     world=None,
@@ -106,6 +110,8 @@ def export(
 
     if not 1 <= images_per_prompt <= 64:
         raise EmfBenchError(f"--images-per-prompt must be 1 to 64, got {images_per_prompt}")
+    if training < 0:
+        raise EmfBenchError(f"--training is a number of scenes, got {training}")
     if size is not None and size < 8:
         raise EmfBenchError(f"--size must be at least 8, got {size}")
     from emf_bench.inputs import output_dir
@@ -113,20 +119,23 @@ def export(
     output_dir(out, "--out")
     config = world
 
-    from emf_bench.evaluation.world_export import export_world_suites
+    from emf_bench.evaluation.world_export import export_training_set, export_world_suites
     from emf_bench.rundir import RunDir
     from emf_bench.storage import atomic_directory
     from emf_bench.world import World
 
     world = World(config)
     settings = {"world": config.to_dict(), "images_per_prompt": images_per_prompt,
-                "size": size or config.canvas, "out": str(out)}
+                "size": size or config.canvas, "out": str(out), "training": training}
     with atomic_directory(out, overwrite=overwrite) as tmp:
         run = RunDir.open(tmp)
         with run.invocation("world export", settings, seed) as entry:
             summary = export_world_suites(world, tmp, images_per_prompt, size, seed)
+            if training:
+                summary.update(export_training_set(world, tmp / "training", training, seed))
             entry["summary"] = summary
     typer.echo(
         f"wrote {out}: {summary['geneval_prompts']} world-GenEval prompts "
         f"({summary['geneval_images']} images), {summary['dpg_prompts']} world-DPG prompts "
-        f"({summary['dpg_questions']} questions)")
+        f"({summary['dpg_questions']} questions)" + (
+            f", {training} training scenes in {out / 'training'}" if training else ""))

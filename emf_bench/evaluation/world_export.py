@@ -10,6 +10,8 @@ other generators in the same layout are scored the same way.
     <out>/dpg/dpg_bench.csv                      questions, DPG-Bench CSV schema
     <out>/dpg/images/<item_id>.png               2x2 grid of four ground-truth renders
     <out>/world.json                             the world's configuration
+    <out>/training/metadata.jsonl + NNNNNN.png   (with `training`) the world's training scenes
+                                                 as a Hugging Face `imagefolder` with captions
 """
 
 from __future__ import annotations
@@ -61,3 +63,23 @@ def export_world_suites(world: World, out: Path, images_per_prompt: int = 4,
         "dpg_questions": len(dense.questions),
         "image_size": size,
     }
+
+
+def export_training_set(world: World, out: Path, size: int, seed: int = 0) -> dict[str, Any]:
+    """The first `size` training examples of the world (those `train-probe --seed <seed>
+    --train-size <size>` learns from), as an `imagefolder` at `out`: a probe trained on it with
+    `--data` learns what a probe trained on the world learns."""
+    from PIL import Image
+
+    from emf_bench.storage import atomic_path
+
+    examples = world.training_set(size, seed=seed)
+    rows = []
+    for i in track(range(size), "world training scenes", total=size):
+        example = examples[i]
+        name = f"{i:06d}.png"
+        with atomic_path(out / name) as tmp:
+            Image.fromarray(world.render(example.scene)).save(tmp, format="PNG")
+        rows.append({"file_name": name, "text": example.caption, "task": example.task})
+    atomic_write_jsonl(out / "metadata.jsonl", rows)
+    return {"training_images": size, "training_seed": seed}

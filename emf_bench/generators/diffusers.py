@@ -55,7 +55,7 @@ class DiffusersGenerator:
             import diffusers
         except ImportError as err:
             raise EmfBenchError(f"--pipeline needs the [diffusers] extra: {err}") from None
-        from emf_bench.text.base import is_local_path, offline
+        from emf_bench.text.base import is_local_path, library_logs, offline
 
         if is_local_path(model) and not Path(model).expanduser().exists():
             raise EmfBenchError(f"pipeline path {model} does not exist")
@@ -67,9 +67,10 @@ class DiffusersGenerator:
         except ImportError:
             pass
         try:
-            return diffusers.DiffusionPipeline.from_pretrained(
-                model, torch_dtype=getattr(self._torch, self.dtype), revision=self.revision,
-                local_files_only=offline())
+            with library_logs(diffusers):
+                return diffusers.DiffusionPipeline.from_pretrained(
+                    model, torch_dtype=getattr(self._torch, self.dtype), revision=self.revision,
+                    local_files_only=offline())
         except Exception as err:  # diffusers / hub raise many types for the same cause
             raise EmfBenchError(f"cannot load pipeline {model!r}: "
                                 f"{str(err).splitlines()[0]}") from None

@@ -16,15 +16,11 @@ from emf_bench.probe.data import FeatureStats, make_conditions
 from emf_bench.probe.model import build_model
 from emf_bench.probe.presets import ProbeConfig
 from emf_bench.probe.sampler import MeanFlowSampler, SamplingRecord
+from emf_bench.probe.spaces import PixelSpace, space_from_record
 
 
 def image_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)))
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(B, C, H, W) in [-1, 1] -> (B, H, W, C) uint8."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def state_fingerprint(weights: dict[str, torch.Tensor], stats: FeatureStats) -> str:
@@ -74,11 +70,14 @@ class ProbeGenerator:
         self.cache, self.batch_size = cache, batch_size
         self.name = f"probe:{self.card.name}/{self.objective}"
         self.last_record: SamplingRecord | None = None
+        # a probe trained in an autoencoder's latents decodes through it (loaded here)
+        data = self.state.get("data") or {}
+        self.space = space_from_record(data.get("space"), self.device)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, card, stats: FeatureStats, objective: str,
                    cache=None, step: int = 0, batch_size: int = 64,
-                   train: dict[str, Any] | None = None) -> ProbeGenerator:
+                   train: dict[str, Any] | None = None, space=None) -> ProbeGenerator:
         """A generator over an in-memory probe (learning curves sample it during training)."""
         self = cls.__new__(cls)
         self.path, self.card, self.stats, self.objective = None, card, stats, objective
@@ -90,6 +89,7 @@ class ProbeGenerator:
         self.cache, self.batch_size = cache, batch_size
         self.name = f"probe:{card.name}/{objective}"
         self.last_record = None
+        self.space = space or PixelSpace(self.config.image_size)
         return self
 
     def describe(self) -> dict[str, Any]:
@@ -98,7 +98,8 @@ class ProbeGenerator:
                 "step": self.state["step"], "weights": self.fingerprint,
                 "encoder": self.card.name,
                 "objective": self.objective,
-                "trained_guidance": self.trained_guidance}
+                "trained_guidance": self.trained_guidance,
+                **({"space": self.space.describe()} if self.space.kind != "pixels" else {})}
 
     def conditions(self, prompts: Sequence[str]):
         from emf_bench.text.cache import encode_texts
@@ -131,5 +132,5 @@ class ProbeGenerator:
                 raise EmfBenchError(f"{self.name} ({self.path or 'in memory'}) sampled NaN or "
                                     f"infinite pixels at {steps} step(s): its weights are "
                                     f"broken; retrain it or use an earlier checkpoint")
-            images += list(to_uint8(x.cpu()))
+            images += list(self.space.decode(x))
         return images

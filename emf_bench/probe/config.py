@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from emf_bench.errors import EmfBenchError, in_range, unknown_name
 from emf_bench.probe.precision import check_precision
-from emf_bench.probe.presets import ProbeConfig, preset
+from emf_bench.probe.presets import ProbeConfig, check_space, preset
 
 if TYPE_CHECKING:
     from emf_bench.probe.objectives import Objective
@@ -110,9 +110,14 @@ class TrainConfig:
         data = {"tangent": "sample", **data}  # checkpoints from before the option used v
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def probe_config(self, cond_dim: int) -> ProbeConfig:
+    def probe_config(self, cond_dim: int, channels: int = 3, image_size: int = 32,
+                     space: str = "pixels") -> ProbeConfig:
+        """The preset's network for features of `cond_dim` and samples of (channels,
+        image_size, image_size) in `space`, which the preset must expect."""
+        check_space(self.size, space, channels)
         return preset(self.size, cond_dim=cond_dim, conditioning=self.conditioning,
-                      null=self.null, prediction=self.prediction,
+                      null=self.null, prediction=self.prediction, channels=channels,
+                      image_size=image_size,
                       time="interval" if self.objective == "meanflow" else "single")
 
     def comparable(self) -> dict[str, Any]:

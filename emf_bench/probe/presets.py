@@ -132,12 +132,50 @@ def tiny_unet(**kw) -> ProbeConfig:
     return ProbeConfig(arch="unet", width=32, unet_channels=(8, 16), unet_patch=2, **kw)
 
 
+def latent_kl(**kw) -> ProbeConfig:
+    """DiT-S/2 over 4-channel latents (Stable Diffusion's AutoencoderKL: 32x32x4 at 256 px),
+    for a GPU."""
+    return ProbeConfig(arch="dit", width=384, depth=12, heads=6, patch=2, **kw)
+
+
+def latent_dc(**kw) -> ProbeConfig:
+    """DiT-S with patch 1 over 32-channel latents (SANA's AutoencoderDC, f32c32: 8x8x32 at
+    256 px), for a GPU."""
+    return ProbeConfig(arch="dit", width=384, depth=12, heads=6, patch=1, **kw)
+
+
+def cpu_latent(**kw) -> ProbeConfig:
+    """A small DiT (patch 1) over latents of any channel count: a CPU, small latents, tests."""
+    return ProbeConfig(arch="dit", width=128, depth=4, heads=4, patch=1, **kw)
+
+
 PROBE_PRESETS = {"cpu": cpu_unet, "cpu-layout": cpu_layout_unet, "cpu-dit": cpu_dit,
                  "gpu-unet": gpu_unet, "gpu-dit-s": gpu_dit_s, "gpu-dit-b": gpu_dit_b,
-                 "tiny": tiny_unet}
+                 "tiny": tiny_unet, "latent-kl": latent_kl, "latent-dc": latent_dc,
+                 "cpu-latent": cpu_latent}
+
+# The space each preset is sized for: (kind, channels; None: any). Unlisted: RGB pixels.
+PRESET_SPACES = {"latent-kl": ("latents", 4), "latent-dc": ("latents", 32),
+                 "cpu-latent": ("latents", None)}
 
 
 def preset(name: str, **overrides) -> ProbeConfig:
     if name not in PROBE_PRESETS:
         raise unknown_name("probe size preset", name, PROBE_PRESETS)
     return PROBE_PRESETS[name](**overrides)
+
+
+def check_space(name: str, kind: str, channels: int | None = None) -> None:
+    """Refuse a preset for another space than the data's (channels None: not known yet)."""
+    if name not in PROBE_PRESETS:
+        raise unknown_name("probe size preset", name, PROBE_PRESETS)
+    want, want_channels = PRESET_SPACES.get(name, ("pixels", 3))
+    fitting = [n for n in PROBE_PRESETS if PRESET_SPACES.get(n, ("pixels", 3))[0] == kind]
+    if want != kind:
+        how = "--vae gives latents" if kind == "latents" else "the data are pixels (no --vae)"
+        raise EmfBenchError(f"probe preset {name} is sized for {want}, but {how}; use "
+                            f"--size {' or '.join(fitting)}")
+    if channels is not None and want_channels is not None and channels != want_channels:
+        raise EmfBenchError(f"probe preset {name} expects {want_channels}-channel {want}; the "
+                            f"data have {channels} channels (use --size "
+                            f"{' or '.join(n for n in fitting if n != name)})")

@@ -101,10 +101,13 @@ class ProbeTrainer:
                  start_over: str = "use --overwrite to start over", threads: int | None = None):
         """`start_over` ends the line that refuses a checkpoint from other settings; `threads`:
         intra-op threads (default: the physical cores)."""
+        from emf_bench.probe.data import WorldData
         from emf_bench.text.base import resolve_device
         from emf_bench.text.registry import weights_signature
 
-        self.card, self.config, self.world = card, config, world
+        self.card, self.config = card, config
+        # the world's scenes (a World), or any training data with record() and build()
+        self.data = world if hasattr(world, "record") else WorldData(world)
         self.probe_dir = Path(probe_dir)
         self.cache, self.init_from, self.start_over = cache, init_from, start_over
         self.device = resolve_device(device)
@@ -122,7 +125,7 @@ class ProbeTrainer:
         return {"step": step, "seconds": elapsed, "images": images, "finished": finished,
                 "train": self.config.to_dict(), "probe": self.probe_config.to_dict(),
                 "encoder": self.card.to_dict(), "encoder_fingerprint": self.fingerprint,
-                "world": self.world.config.to_dict(),
+                **self.data.record(),
                 "hardware": hardware_record(self.device, self.precision, self.threads)}
 
     def _check_resumable(self, state: dict) -> None:
@@ -136,7 +139,8 @@ class ProbeTrainer:
             # A preset renamed since (cpu with layout maps is now cpu-layout) that builds the
             # checkpoint's own network is the same setting.
             built = ProbeConfig.from_dict(state["probe"])
-            if built == self.config.probe_config(built.cond_dim):
+            if built == self.config.probe_config(built.cond_dim, built.channels,
+                                                 built.image_size, self.space_kind):
                 old["size"] = new["size"]
         if old != new:
             changed = sorted(k for k in old if old[k] != new.get(k))
@@ -145,9 +149,16 @@ class ProbeTrainer:
             raise EmfBenchError(f"the checkpoint in {self.probe_dir} has other training "
                                 f"settings ({', '.join(changed)}): it was trained with {was}, "
                                 f"this run asks for {now}; {self.start_over}")
-        if state.get("world") != self.world.config.to_dict():
-            raise EmfBenchError(f"the checkpoint in {self.probe_dir} was trained on another "
-                                f"world; {self.start_over}")
+        for key, value in self.data.record().items():
+            if _identity(state.get(key)) != _identity(value):
+                what = "world" if key == "world" else "training data (images, captions or space)"
+                raise EmfBenchError(f"the checkpoint in {self.probe_dir} was trained on another "
+                                    f"{what}; {self.start_over}")
+
+    @property
+    def space_kind(self) -> str:
+        """pixels (the world's, or a user's at a resolution) or latents."""
+        return getattr(getattr(self.data, "space", None), "kind", "pixels")
 
     def progress(self, step: int, elapsed: float) -> float:
         used = step if self.budget_kind == "steps" else elapsed
@@ -257,13 +268,13 @@ class ProbeTrainer:
     def _start(self, checkpoint) -> _Run:
         """The training set, the network (from the checkpoint, a flow-matching probe or the
         seed), its EMA, the optimizer and the batch generator."""
-        from emf_bench.probe.data import build_dataset
-
         c = self.config
-        dataset = build_dataset(self.world, self.card, self.cache, c.train_size, c.seed,
-                                need_tokens=c.conditioning != "pooled", device=str(self.device))
+        dataset = self.data.build(self.card, self.cache, c.train_size, c.seed,
+                                  need_tokens=c.conditioning != "pooled", device=str(self.device))
+        channels, size = dataset.sample_shape[0], dataset.sample_shape[-1]
         # A resumed probe keeps the network it was built with, should the preset change since.
-        self.probe_config = c.probe_config(dataset.conditions.pooled.shape[1]) \
+        self.probe_config = c.probe_config(dataset.conditions.pooled.shape[1], channels, size,
+                                           self.space_kind) \
             if checkpoint is None else ProbeConfig.from_dict(checkpoint.state["probe"])
         self.stats = dataset.stats
         first = None
@@ -384,6 +395,14 @@ class _Run:
     elapsed: float = 0.0
     images: int = 0
     log_rows: list[dict] = field(default_factory=list)
+
+
+def _identity(record: Any) -> Any:
+    """A data record without where the data lay: moved or renamed data of the same content
+    resume the same probe."""
+    if isinstance(record, dict):
+        return {k: _identity(v) for k, v in record.items() if k != "location"}
+    return record
 
 
 def _write_log(probe_dir: Path, rows: list[dict]) -> None:

@@ -8,6 +8,7 @@ somewhere, `weights_signature` (cheap: never loads the model).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import warnings
@@ -183,6 +184,27 @@ def model_signature(model: str, revision: str | None = None) -> str:
         return f"hub:{model}@{Path(snapshot).name}"
     except Exception:  # not cached (yet): the revision asked for is all we know
         return f"hub:{model}@{revision or 'main'}"
+
+
+def verbose() -> bool:
+    """`emf-bench --verbose`: the libraries' own load reports and logs reach the terminal."""
+    return bool(os.environ.get("EMF_BENCH_VERBOSE"))
+
+
+@contextlib.contextmanager
+def library_logs(library) -> Iterator[None]:
+    """transformers' or diffusers' logging at error level inside the block, unless --verbose:
+    their load reports (UNEXPECTED / MISSING tables) stay out of emf-bench's terminal."""
+    if verbose():
+        yield
+        return
+    logging = library.utils.logging
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
 
 
 def offline() -> bool:

@@ -71,14 +71,10 @@ class Blip3oNextEncoder(DecoderLLMEncoder):
                        if k not in ("model_type", "architectures", "auto_map")}
         config = transformers.Qwen3Config.from_dict(config_dict)
         # Loading the language model out of the full BLIP3o-NEXT checkpoint is deliberate:
-        # silence transformers' warnings about the model type and the unused diffusion weights.
-        verbosity = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()
-        try:
-            return hf_load(transformers.Qwen3ForCausalLM.from_pretrained, self.card, "model",
-                           config=config, dtype=self.dtype)
-        finally:
-            transformers.logging.set_verbosity(verbosity)
+        # hf_load keeps transformers' warnings about the model type and the unused diffusion
+        # weights out of the terminal (--verbose shows them).
+        return hf_load(transformers.Qwen3ForCausalLM.from_pretrained, self.card, "model",
+                       config=config, dtype=self.dtype)
 
     def _encode_batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.settings["view"] == "prompt":

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 
 from emf_bench.errors import EmfBenchError
-from emf_bench.text.base import Encoder, is_local_path, offline
+from emf_bench.text.base import Encoder, is_local_path, library_logs, offline, verbose
 from emf_bench.text.card import EncoderCard
 
 
@@ -30,17 +30,35 @@ def hf_load(loader: Callable[..., Any], card: EncoderCard, what: str = "model",
             raise EmfBenchError(f"encoder {card.name!r}: local path {source} does not exist"
                                 f"{f' (card {card.source})' if card.source else ''}")
         source = str(path)
+    # a transformers model's own loader tells which weights it had to initialise
+    report = what == "model" and not verbose() and getattr(loader, "__name__", "") == \
+        "from_pretrained"
     try:
         import transformers
 
         transformers.utils.logging.disable_progress_bar()  # emf-bench shows its own progress
-        return loader(source, revision=card.revision, trust_remote_code=card.trust_remote_code,
-                      local_files_only=offline(), **kwargs)
+        with library_logs(transformers):
+            loaded = loader(source, revision=card.revision,
+                            trust_remote_code=card.trust_remote_code,
+                            local_files_only=offline(),
+                            **kwargs, **({"output_loading_info": True} if report else {}))
     except EmfBenchError:
         raise
     except Exception as err:  # transformers / huggingface_hub raise many types for the same cause
         raise EmfBenchError(f"encoder {card.name!r}: cannot load {what} {source!r}: "
                             f"{_explain(err)}") from None
+    if not report:
+        return loaded
+    model, info = loaded
+    if missing := info.get("missing_keys"):
+        import typer
+
+        missing = sorted(missing)
+        typer.echo(f"note: encoder {card.name!r}: {len(missing)} weight(s) not in {source} "
+                   f"were newly initialised ({', '.join(missing[:3])}"
+                   f"{', ...' if len(missing) > 3 else ''}); --verbose shows transformers' "
+                   f"load report", err=True)
+    return model
 
 
 def _explain(err: Exception) -> str:

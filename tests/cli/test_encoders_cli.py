@@ -97,3 +97,28 @@ def test_one_failing_encoder_keeps_the_others_results(capsys, tmp_path):
     assert (tmp_path / "run" / "encoders" / "constant" / "scores.json").exists()
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["invocations"][-1]["failures"][0]["encoder"] == "gone"
+
+
+def test_several_encoders_share_one_pool_one_image_model_and_its_features(
+        capsys, tmp_path, monkeypatch):
+    from emf_bench.analysis import scoring
+
+    prepared, computed = [], []
+    real_prepare, real_features = scoring._prepare, scoring._MemoImages.features
+
+    def prepare(*args, **kwargs):
+        prepared.append(1)
+        return real_prepare(*args, **kwargs)
+
+    def features(self, pool, indices):
+        computed.extend(i for i in indices if int(i) not in self.rows)
+        return real_features(self, pool, indices)
+
+    monkeypatch.setattr(scoring, "_prepare", prepare)
+    monkeypatch.setattr(scoring._MemoImages, "features", features)
+    code, _, err = run(capsys, "encoders", "score", "-e", "bag-of-words", "-e", "class-label",
+                       "-e", "constant", "--metrics", "discriminability", "--run-dir",
+                       str(tmp_path / "run"), *SMALL)
+    assert code == 0, err
+    assert prepared == [1]  # one pool and one image model for the three encoders
+    assert len(computed) == len(set(computed))  # no image's features computed twice

@@ -262,3 +262,36 @@ def test_encode_and_encode_batches_agree():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isfinite(whole.pooled.numpy()).all()
+
+
+def test_load_reports_stay_out_of_the_terminal_unless_verbose(tmp_path, capfd, monkeypatch):
+    """transformers' LOAD REPORT tables are hidden; weights it had to initialise are one note;
+    --verbose (EMF_BENCH_VERBOSE) loads at the library's own log level."""
+    import transformers as tf
+
+    from emf_bench.text.hf import hf_load
+
+    config = tf.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
+                           num_attention_heads=2, intermediate_size=32)
+    tf.BertForMaskedLM(config).save_pretrained(tmp_path / "bert")  # no pooler: MISSING
+    card = EncoderCard.from_dict({"name": "b", "backend": "transformers-llm",
+                                  "model": str(tmp_path / "bert")})
+    capfd.readouterr()
+    model = hf_load(tf.AutoModel.from_pretrained, card, "model")
+    assert type(model).__name__ == "BertModel"
+    err = " ".join(capfd.readouterr().err.split())
+    assert "LOAD REPORT" not in err and "UNEXPECTED" not in err
+    assert "note: encoder 'b': 2 weight(s)" in err and "pooler.dense.bias" in err
+    levels = []
+
+    def from_pretrained(*args, **kwargs):  # records the log level the library loads under
+        levels.append(tf.logging.get_verbosity())
+        return tf.AutoModel.from_pretrained(*args, **kwargs)
+
+    outside = tf.logging.get_verbosity()
+    assert type(hf_load(from_pretrained, card, "model")).__name__ == "BertModel"
+    capfd.readouterr()
+    monkeypatch.setenv("EMF_BENCH_VERBOSE", "1")
+    assert type(hf_load(from_pretrained, card, "model")).__name__ == "BertModel"
+    assert levels == [tf.logging.ERROR, outside] and tf.logging.get_verbosity() == outside
+    assert "note: encoder" not in capfd.readouterr().err  # verbose: the report says it all
