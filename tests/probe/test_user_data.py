@@ -105,6 +105,26 @@ def test_latent_probe_encodes_caches_trains_samples_decodes_and_evaluates(
     assert images and Image.open(images[0]).size == (16, 16)  # decoded to pixels
 
 
+def test_a_latent_probe_on_genevals_own_metadata_with_a_real_detector(
+        capsys, tmp_path, world_folder, tiny_vaes, tiny_backends, geneval_metadata_file):
+    code, _, err = run(capsys, "train-probe", *TINY, "--size", "cpu-latent", "--budget",
+                       "2steps", "--data", world_folder, "--resolution", "16", "--vae",
+                       tiny_vaes["dc"], "--run-dir", tmp_path)
+    assert code == 0, err
+    code, out, err = run(capsys, "eval", "--model", "probe:bag-of-words", "--benchmark",
+                         "geneval", "--geneval-metadata", geneval_metadata_file, "--tags",
+                         "colors", "--limit", "2", "--images-per-prompt", "2", "--steps", "1",
+                         "--detector", "mask2former-hf", "--detector-model",
+                         tiny_backends["mask2former"], "--color-model", tiny_backends["clip"],
+                         "--device", "cpu", "--run-dir", tmp_path)
+    assert code == 0, err
+    assert "NOT the official backend" in " ".join(out.split())
+    summary = json.loads(next(tmp_path.glob("evals/*/geneval.colors.first2/steps-1/"
+                                            "summary.json")).read_text())
+    assert summary["generator"]["space"]["class"] == "AutoencoderDC"
+    assert set(summary["tasks"]) == {"colors"}
+
+
 def test_latents_are_keyed_on_the_autoencoder_and_checked_when_sampling(
         tmp_path, world_folder, tiny_vaes):
     from emf_bench.generators.probe import ProbeGenerator
