@@ -10,8 +10,9 @@ without remote code. Two views (card option `view`):
   template (system "You are a helpful assistant.", user "Please generate image based on the
   following caption: {prompt}", then `<im_start><S0>`), `image_tokens` (729) image tokens
   sampled with top_p 0.95 / top_k 1200, and the last-layer states of `<S0>` plus the generated
-  tokens (730 x hidden). Sampling is seeded per text (card option `seed`), so a text's features
-  do not depend on what else is in the batch.
+  tokens (730 x hidden). Captions of a batch are left-padded and sampled together, each from
+  its own generator seeded by (card option `seed`, text), so a text's features do not depend
+  on what else is in the batch (text/sampling.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import torch
 
 from emf_bench.errors import EmfBenchError, in_range
 from emf_bench.text.card import EncoderCard
-from emf_bench.text.features import pad_sequences
 from emf_bench.text.hf import DecoderLLMEncoder, hf_load, select_layer
 
 VIEWS = ("prompt", "image-tokens")
@@ -43,7 +43,8 @@ DEFAULTS: dict[str, Any] = {
 
 class Blip3oNextEncoder(DecoderLLMEncoder):
     OPTIONS: ClassVar[dict[str, Any]] = {**{k: type(v) for k, v in DEFAULTS.items()},
-                                         "view": Literal[VIEWS], "add_generation_prompt": bool}
+                                         "view": Literal[VIEWS], "add_generation_prompt": bool,
+                                         "batch_size": int}
 
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
         self.check_card(card)
@@ -53,7 +54,12 @@ class Blip3oNextEncoder(DecoderLLMEncoder):
         in_range(f"top_k ({where})", self.settings["top_k"], 1)
         in_range(f"top_p ({where})", self.settings["top_p"], 0, 1, low_open=True)
         in_range(f"temperature ({where})", self.settings["temperature"], 0, low_open=True)
+        if "batch_size" in card.options:  # the card's batch size wins over the command's
+            in_range(f"batch_size ({where})", card.options["batch_size"], 1)
+            batch_size = card.options["batch_size"]
         super().__init__(card, device, batch_size)
+        if self.settings["view"] == "image-tokens":
+            self.flush_every = self.batch_size  # minutes a batch: cache every finished one
         if self.settings["view"] == "image-tokens":
             for token in (self.settings["image_start"], self.settings["scale_token"]):
                 if self.tokenizer.convert_tokens_to_ids(token) in (None,
@@ -76,32 +82,51 @@ class Blip3oNextEncoder(DecoderLLMEncoder):
         return hf_load(transformers.Qwen3ForCausalLM.from_pretrained, self.card, "model",
                        config=config, dtype=self.dtype)
 
+    @classmethod
+    def weights_signature(cls, card: EncoderCard) -> str:
+        """The weights', and for the image-token view the sampler's version: the batched
+        sampler (text/sampling.py) draws other tokens than the one-at-a-time `generate` it
+        replaced, so features cached under that one are not reused."""
+        view = {**DEFAULTS, **card.options}["view"]
+        base = super().weights_signature(card)
+        return f"{base}|sampler:batched-1" if view == "image-tokens" else base
+
     def _encode_batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.settings["view"] == "prompt":
             return super()._encode_batch(texts)
-        states = [self._image_token_states(t) for t in texts]
-        tokens, mask = pad_sequences(states)
-        return tokens, mask, torch.zeros(len(texts), dtype=torch.bool)
+        return self._image_token_states(texts)
 
-    def _image_token_states(self, text: str) -> torch.Tensor:
+    def _image_token_states(self, texts: list[str]
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """EMF's condition for a batch: prompts left-padded and sampled together, each with its
+        own generator seeded by (seed, text); the last-layer states of `<S0>` and the sampled
+        tokens (all rows the same length: padding is only on the left, in the prompt)."""
+        from emf_bench.text.sampling import sample_batch
+
         s = self.settings
-        messages = [{"role": "system", "content": s["system_prompt"]},
-                    {"role": "user", "content": s["user_template"].replace("{prompt}", text)}]
-        prompt = self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                    add_generation_prompt=True)
-        prompt += s["image_start"] + s["scale_token"]
-        ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        prompts = []
+        for text in texts:
+            messages = [{"role": "system", "content": s["system_prompt"]},
+                        {"role": "user", "content": s["user_template"].replace("{prompt}", text)}]
+            prompts.append(self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True)
+                + s["image_start"] + s["scale_token"])
+        ids = self.tokenizer(prompts, return_tensors="pt", add_special_tokens=False,
+                             padding=True, padding_side="left")
         ids = {k: v.to(self.device) for k, v in ids.items()}
-        digest = hashlib.sha256(f"{s['seed']}\0{text}".encode()).hexdigest()
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(digest[:15], 16))
-            generated = self.model.generate(
-                **ids, max_new_tokens=int(s["image_tokens"]), do_sample=True,
-                top_p=float(s["top_p"]), top_k=int(s["top_k"]),
-                temperature=float(s["temperature"]),
-                pad_token_id=self.tokenizer.pad_token_id)
-        out = self.model(input_ids=generated, output_hidden_states=True)
+        generators = []
+        for text in texts:
+            digest = hashlib.sha256(f"{s['seed']}\0{text}".encode()).hexdigest()
+            generators.append(torch.Generator(device=self.device).manual_seed(
+                int(digest[:15], 16)))
+        sequences, mask = sample_batch(
+            self.model, ids["input_ids"], ids["attention_mask"], generators,
+            int(s["image_tokens"]), float(s["temperature"]), int(s["top_k"]), float(s["top_p"]))
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=sequences, attention_mask=mask, position_ids=positions,
+                         output_hidden_states=True)
         states = select_layer(out.hidden_states, out.hidden_states[-1], self.card.layer)
-        start = ids["input_ids"].shape[1] - 1  # the <S0> token, then every generated token
-        return states[0, start:].float()
+        start = ids["input_ids"].shape[1] - 1  # every row's <S0>, then its sampled tokens
+        tokens = states[:, start:]
+        return (tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device),
+                torch.zeros(len(texts), dtype=torch.bool))

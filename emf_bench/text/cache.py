@@ -25,7 +25,7 @@ import torch
 
 from emf_bench import distributed
 from emf_bench.errors import EmfBenchError
-from emf_bench.progress import track
+from emf_bench.progress import stage, track
 from emf_bench.storage import atomic_path, atomic_write_json, ensure_dir
 from emf_bench.text.card import EncoderCard
 
@@ -196,13 +196,32 @@ def encode_texts(card: EncoderCard, texts: Sequence[str], cache: FeatureCache | 
 
         batches = encoder.encode_batches(mine) if mine else iter(())
         total = -(-len(mine) // encoder.batch_size) if mine else 0
-        for indices, features in track(batches, f"encoding with {card.name}", total=total):
-            for row, i in enumerate(indices):
-                tokens = features.tokens[row, features.mask[row]] if need_tokens else None
-                pending.append((mine[i], features.pooled[row], bool(features.truncated[row]),
-                                tokens))
-            if len(pending) >= flush_every and distributed.world_size() == 1:
-                flush()
+        # a slow encoder (BLIP3o-NEXT's sampled image tokens) keeps every finished batch
+        every = getattr(encoder, "flush_every", None) or flush_every
+        if total > 1:
+            stage(f"{card.name}: {len(missing)} text(s) to encode, {len(unique) - len(missing)} "
+                  f"already in the feature cache")
+        clock = time.perf_counter()
+        try:
+            for n, (indices, features) in enumerate(track(batches, f"encoding with {card.name}",
+                                                          total=total)):
+                for row, i in enumerate(indices):
+                    tokens = features.tokens[row, features.mask[row]] if need_tokens else None
+                    pending.append((mine[i], features.pooled[row],
+                                    bool(features.truncated[row]), tokens))
+                if n == 0 and total > 2:
+                    rate = len(indices) / max(time.perf_counter() - clock, 1e-9)
+                    stage(f"{card.name}: about {(len(mine) - len(indices)) / rate / 60:.1f} min "
+                          f"for the rest ({rate:.1f} texts/s on the first batch)")
+                if len(pending) >= every and distributed.world_size() == 1:
+                    flush()
+        except torch.OutOfMemoryError:
+            if distributed.world_size() == 1:
+                flush()  # what finished stays cached
+            size = encoder.batch_size
+            raise EmfBenchError(f"{card.name}: a batch of {size} texts does not fit in the "
+                                f"memory of {device}; pass a smaller --batch-size (say "
+                                f"{max(1, size // 2)}); finished batches are cached") from None
         # Ranks flush together (a collective), once, at the end.
         flush()
         if store is not None:

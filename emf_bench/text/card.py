@@ -120,7 +120,8 @@ class EncoderCard:
             "revision": self.revision, "layer": self.layer, "pooling": self.pooling,
             "max_length": self.max_length, "dtype": self.dtype,
             "prompt_template": self.prompt_template, "chat_template": self.chat_template,
-            "options": self.options,
+            # a card's batch size (options.batch_size) changes speed, never features
+            "options": {k: v for k, v in self.options.items() if k != "batch_size"},
         }
 
     def fingerprint(self, weights_signature: str = "") -> str:

@@ -29,3 +29,22 @@ def test_two_processes_match_one_process(tmp_path):
         assert len(keys) == len(set(keys)) > 0
     manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
     assert len(manifest["invocations"]) == 1  # one rank recorded the run
+
+
+def test_blip3o_image_tokens_under_two_processes_match_one(tmp_path, tiny_models):
+    """The image-token view samples per caption, so ranks dealt whole batches give one
+    process's features."""
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "tiny-blip.yaml").write_text(
+        f"name: tiny-blip\nbackend: blip3o-next\nmodel: {tiny_models['blip3o']}\n"
+        f"options:\n  image_tokens: 4\n")
+    args = ["encoders", "score", "-e", "tiny-blip", "--encoders-dir", str(cards), "--metrics",
+            "disentanglement", "--device", "cpu", "--batch-size", "8"]
+    run_two_and_one(args, tmp_path / "one", tmp_path / "two",
+                    {"EMF_BENCH_CACHE": str(tmp_path / "cache-one"), "HF_HUB_OFFLINE": "1"},
+                    two_env={"EMF_BENCH_CACHE": str(tmp_path / "cache-two")})
+    a, b = (json.loads((tmp_path / run / "encoders/tiny-blip/scores.json").read_text())
+            for run in ("one", "two"))
+    assert a["metrics"]["disentanglement"]["score"] == pytest.approx(
+        b["metrics"]["disentanglement"]["score"], abs=1e-5)
