@@ -79,6 +79,23 @@ def host_info() -> dict[str, Any]:
     }
 
 
+# The version of the results files' layout (scores.json, summary.json, probe.json; see
+# docs/results.md): a reader takes files of this version or older.
+RESULTS_SCHEMA = 1
+
+
+def provenance(**context: Any) -> dict[str, Any]:
+    """Where a results file came from, so that it tells how to reproduce it when read on its
+    own: emf-bench's version and git commit (dirty or not), the packages, the host, the command
+    line, and `context` (seed, device, precision, resolved model revisions; None left out)."""
+    from emf_bench import __version__
+
+    return {"schema_version": RESULTS_SCHEMA, "tool": "emf-bench", "version": __version__,
+            "git": git_state(), "packages": package_versions(), "host": host_info(),
+            "argv": sys.argv[1:], "created": utc_now(),
+            **{k: v for k, v in context.items() if v is not None}}
+
+
 def default_run_dir(name: str) -> Path:
     return REPORTS_ROOT / name
 

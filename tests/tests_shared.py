@@ -51,3 +51,12 @@ def run_two_and_one(args: list[str], one_dir: Path, two_dir: Path, env: dict[str
                           str(two_dir)], env={**env, **(two_env or {})}, capture_output=True,
                          text=True)
     assert two.returncode == 0, two.stderr[-3000:]
+
+
+def run_cli(capsys, *args):
+    """`emf-bench ARGS` in this process: (exit code, stdout, stderr)."""
+    from emf_bench.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err

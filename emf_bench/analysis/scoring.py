@@ -33,6 +33,7 @@ from emf_bench.analysis.pools import CocoPool, WorldPool
 from emf_bench.errors import EmfBenchError, unknown_name
 from emf_bench.inputs import read_prompt_folder
 from emf_bench.resources import paper_reference
+from emf_bench.rundir import provenance
 from emf_bench.storage import atomic_path, atomic_write_json
 from emf_bench.text.base import UnsupportedText
 from emf_bench.text.cache import FeatureCache, encode_texts
@@ -280,6 +281,8 @@ def _score_one(card: EncoderCard, config: ScoreConfig, metrics: tuple[str, ...],
                 encode(rows["foil"].tolist(), "minimal-pair foils"), rows)
         except UnsupportedText as err:
             not_applicable("minimal_pairs", err)
+    from emf_bench.text.registry import weights_signature
+
     reference = paper_reference()["encoders"].get(card.paper_reference or "")
     result = {
         "scores_version": SCORES_VERSION,
@@ -297,5 +300,8 @@ def _score_one(card: EncoderCard, config: ScoreConfig, metrics: tuple[str, ...],
         "seconds": time.perf_counter() - start,
         "paper_reference": {**reference, "label": "paper reference (COCO-2017 + DINOv3, "
                             "DPG-Bench); never a measurement of this run"} if reference else None,
+        # after loading: a Hub model's weights are its resolved snapshot commit by now
+        "provenance": provenance(seed=config.seed, device=str(device),
+                                 models={card.name: weights_signature(card)}),
     }
     return result, tables

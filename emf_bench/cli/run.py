@@ -133,23 +133,35 @@ def print_study(run_path: Path, notes: list[str], html: Path | None, meta: dict)
 
 
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (from run, eval, "
-                                            "train-probe or encoders score).")],
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run directories (from run, eval, train-probe or encoders score); several make "
+        "one comparison.", show_default=False)],
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="HTML file \\[default: RUN_DIR/report.html].", show_default=False)
-    ] = None,
+        "--out", "-o", help="HTML file \\[default: RUN_DIR/report.html; several runs: "
+        "comparison.html].", show_default=False)] = None,
 ) -> None:
-    """A self-contained HTML report of a run directory.
+    """A self-contained HTML report of a run directory, or one comparison of several.
 
-    Tables (CSV, Parquet) and figures (PNG) go beside it in RUN_DIR/report/.
+    One run: tables (CSV, Parquet) and figures (PNG) go beside it in RUN_DIR/report/. Several:
+    their evaluations in one table (OUT's stem/comparison.csv and .parquet) and one
+    score-vs-steps plot per group of runs scored alike; runs scored differently are kept apart.
     """
     from emf_bench.inputs import output_file
-    from emf_bench.reporting.report import build_report
 
     if out is not None:
         output_file(out, "--out", (".html", ".htm"))
-    html = build_report(run_dir, out)
-    typer.echo(f"wrote {html} (tables and figures in {run_dir / 'report'})")
+    if len(run_dirs) == 1:
+        from emf_bench.reporting.report import build_report
+
+        html = build_report(run_dirs[0], out)
+        typer.echo(f"wrote {html} (tables and figures in {run_dirs[0] / 'report'})")
+        return
+    from emf_bench.reporting.compare import compare_runs
+
+    html, problems = compare_runs(run_dirs, out or Path("comparison.html"))
+    for problem in problems:
+        typer.echo(f"note: not included: {problem}", err=True)
+    typer.echo(f"wrote {html} (tables in {html.parent / html.stem})")
 
 
 def register(app: typer.Typer) -> None:

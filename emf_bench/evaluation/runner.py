@@ -320,12 +320,19 @@ class StepSweep:
 
     def summarize(self, steps: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """The benchmark's summary of `rows` (not changed) with what it was computed with."""
+        from emf_bench.rundir import provenance
+
+        generator = self.generator.describe()
         return {"model": self.name, "benchmark": self.benchmark.name, "steps": steps,
                 "subset": self.benchmark.describe().get("subset"),
-                "scorer": self.scorer.describe(), "generator": self.generator.describe(),
+                "suite": self.benchmark.describe(),
+                "scorer": self.scorer.describe(), "generator": generator,
                 "settings": self.settings.to_dict(),
                 "errors": sum(1 for r in rows if r.get("error")),
-                **self.benchmark.summarize(rows, self.scorer)}
+                **self.benchmark.summarize(rows, self.scorer),
+                "provenance": provenance(seed=self.settings.to_dict().get("seed"),
+                                         device=generator.get("device"),
+                                         models={self.name: generator.get("weights")})}
 
 
 def collect_summaries(run_path: Path) -> list[dict[str, Any]]:

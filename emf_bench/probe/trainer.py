@@ -16,9 +16,7 @@ explicitly (torch.func.jvp bypasses DDP's hooks), rank 0 writes.
 from __future__ import annotations
 
 import copy
-import csv
 import functools
-import io
 import math
 import shutil
 import time
@@ -43,54 +41,15 @@ from emf_bench.probe.precision import (
 )
 from emf_bench.probe.presets import ProbeConfig
 from emf_bench.probe.schedules import TimeSchedule, chosen
-from emf_bench.storage import atomic_write_json, atomic_write_text
-
-LOG_COLUMNS = ("step", "seconds", "phase", "lr", "loss", "mse", "images_per_s")
-
-
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
-    d = min(decay, (1 + step) / (10 + step))
-    with torch.no_grad():
-        for e, m in zip(ema.parameters(), model.parameters(), strict=True):
-            e.lerp_(m, 1 - d)
-
-
-def init_from_flow_matching(model: torch.nn.Module, fm_state: dict[str, torch.Tensor]) -> None:
-    """Load a flow-matching probe's weights into a MeanFlow probe: the single time embedding
-    initialises both phi_end and phi_interval."""
-    mapped = {}
-    for key, value in fm_state.items():
-        if ".cond.time." in key:
-            mapped[key.replace(".cond.time.", ".cond.end.")] = value
-            mapped[key.replace(".cond.time.", ".cond.interval.")] = value
-        else:
-            mapped[key] = value
-    try:
-        missing, unexpected = model.load_state_dict(mapped, strict=False)
-    except RuntimeError as err:  # same names, other shapes
-        raise EmfBenchError(f"the flow-matching probe does not fit this MeanFlow probe "
-                            f"({str(err).splitlines()[-1].strip()})") from None
-    if missing or unexpected:
-        raise EmfBenchError(f"the flow-matching probe does not fit this MeanFlow probe "
-                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-
-
-def _sync_gradients(model: torch.nn.Module) -> None:
-    import torch.distributed as dist
-
-    world = distributed.world_size()
-    for p in model.parameters():
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad)
-        p.grad /= world
-
-
-def _broadcast_parameters(model: torch.nn.Module) -> None:
-    import torch.distributed as dist
-
-    for p in model.parameters():
-        dist.broadcast(p.data, src=0)
+from emf_bench.probe.training_state import (
+    broadcast_parameters,
+    ema_update,
+    init_from_flow_matching,
+    read_log,
+    sync_gradients,
+    write_log,
+)
+from emf_bench.storage import atomic_write_json
 
 
 class ProbeTrainer:
@@ -242,8 +201,15 @@ class ProbeTrainer:
                 if stop_after is not None and calls >= stop_after:
                     return {"step": run.step, "stopped": True, "probe_dir": str(self.probe_dir)}
         self._save(run, finished=True)
+        from emf_bench.rundir import provenance
+        from emf_bench.text.registry import weights_signature
+
         summary = {**self._describe(run.step, run.elapsed, run.images, True),
-                   "probe_dir": str(self.probe_dir)}
+                   "probe_dir": str(self.probe_dir),
+                   "provenance": provenance(seed=c.seed, device=str(self.device),
+                                            precision=self.precision,
+                                            models={self.card.name: weights_signature(
+                                                self.card)})}
         if distributed.is_main():
             atomic_write_json(self.probe_dir / "probe.json", summary)
         return summary
@@ -295,7 +261,7 @@ class ProbeTrainer:
             run.generator.set_state(checkpoint.training["rng"]["batches"])
             run.step, run.elapsed = checkpoint.state["step"], checkpoint.state["seconds"]
             run.images = checkpoint.state["images"]
-            run.log_rows = [r for r in _read_log(self.probe_dir) if int(r["step"]) <= run.step]
+            run.log_rows = [r for r in read_log(self.probe_dir) if int(r["step"]) <= run.step]
         elif self.init_from is not None:
             fm = load_checkpoint(self.init_from)
             if fm.state.get("encoder_fingerprint") != self.fingerprint:
@@ -303,7 +269,7 @@ class ProbeTrainer:
                                     f"encoder ({fm.state.get('encoder', {}).get('name')})")
             init_from_flow_matching(model, fm.ema)
         if distributed.world_size() > 1:
-            _broadcast_parameters(model)
+            broadcast_parameters(model)
         run.ema = copy.deepcopy(model).eval()
         if checkpoint is not None:
             run.ema.load_state_dict(checkpoint.ema)
@@ -357,7 +323,7 @@ class ProbeTrainer:
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if distributed.world_size() > 1:
-            _sync_gradients(run.model)
+            sync_gradients(run.model)
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), c.grad_clip)
         run.optimizer.step()
         ema_update(run.ema, run.model, run.step, c.ema_decay)
@@ -368,7 +334,7 @@ class ProbeTrainer:
             save_checkpoint(self.probe_dir, run.model, run.ema, run.optimizer,
                             {"batches": run.generator.get_state()}, run.dataset.stats.tensors(),
                             self._describe(run.step, run.elapsed, run.images, finished))
-            _write_log(self.probe_dir, run.log_rows)
+            write_log(self.probe_dir, run.log_rows)
 
     @functools.cached_property
     def schedules(self) -> dict[str, TimeSchedule]:
@@ -403,19 +369,3 @@ def _identity(record: Any) -> Any:
     if isinstance(record, dict):
         return {k: _identity(v) for k, v in record.items() if k != "location"}
     return record
-
-
-def _write_log(probe_dir: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(Path(probe_dir) / "train_log.csv", buffer.getvalue())
-
-
-def _read_log(probe_dir: Path) -> list[dict]:
-    file = Path(probe_dir) / "train_log.csv"
-    if not file.exists():
-        return []
-    with open(file, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))

@@ -8,7 +8,7 @@ from emf_bench.errors import EmfBenchError
 from emf_bench.probe.model import build_model
 from emf_bench.probe.presets import PROBE_PRESETS, ProbeConfig, preset
 from emf_bench.probe.tangents import attention, plain_attention
-from emf_bench.probe.trainer import init_from_flow_matching
+from emf_bench.probe.training_state import init_from_flow_matching
 
 
 @pytest.mark.parametrize("name", sorted(PROBE_PRESETS))

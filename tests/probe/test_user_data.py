@@ -10,20 +10,14 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests_shared import run_cli as run
 
-from emf_bench.cli import main
 from emf_bench.errors import EmfBenchError
 
 pytest.importorskip("diffusers")
 
 TINY = ["--train-size", "64", "--batch-size", "8", "--device", "cpu", "--precision", "float32",
         "--encoder", "bag-of-words", "--no-quick-eval"]
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def weights(run_dir, step, encoder="bag-of-words"):
