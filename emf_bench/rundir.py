@@ -33,7 +33,8 @@ REPORTS_ROOT = Path("reports")
 # Versions worth recording; read from package metadata, so nothing heavy is imported.
 _TRACKED_PACKAGES = (
     "emf-bench", "torch", "transformers", "numpy", "scipy", "pillow", "pandas",
-    "sentence-transformers", "open_clip_torch", "diffusers", "mmdet",
+    "sentence-transformers", "scikit-learn", "open_clip_torch", "diffusers", "accelerate",
+    "datasets", "huggingface_hub", "safetensors", "modelscope", "mmdet",
 )
 
 

@@ -159,5 +159,5 @@ def test_the_estimate_counts_steps_by_measured_step_times_and_time_budgets_as_gi
     assert by_time["probes"] == [90.0, 90.0] and "90s each" in by_time["line"]
     by_steps = Study(replace(TINY, budget="100steps"), tmp_path, WorldConfig().to_dict(),
                      device="cpu").estimate(probes)
-    assert all(0 < s < 90 for s in by_steps["probes"]) and "100 steps each" in by_steps["line"]
+    assert all(s > 0 for s in by_steps["probes"]) and "100 steps each" in by_steps["line"]
     assert by_steps["seconds"] == sum(by_steps["probes"]) + by_steps["evaluation"]

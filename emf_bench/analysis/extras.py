@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from emf_bench.analysis.retrieval import normalise, recall_at_k
+from emf_bench.errors import EmfBenchError
 from emf_bench.world.grammar import GENEVAL_PHRASING, realize, sample_phrasing
 from emf_bench.world.meaning import Meaning, ObjectGroup, Relation
 
@@ -28,7 +29,11 @@ KINDS = ("color", "shape", "count", "relation", "binding")
 def crossmodal_recall(text: torch.Tensor, images: np.ndarray, groups: np.ndarray, seed: int = 0,
                       ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, Any]:
     """Fit text -> image on a random half, rank on the other half."""
-    from sklearn.linear_model import RidgeCV
+    try:
+        from sklearn.linear_model import RidgeCV
+    except ImportError:
+        raise EmfBenchError("the recall metric needs scikit-learn: pip install "
+                            "'emf-bench[recall]'") from None
 
     n = len(groups)
     order = np.random.default_rng(seed).permutation(n)

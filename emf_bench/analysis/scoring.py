@@ -64,8 +64,10 @@ class ScoreConfig:
     def resolved_metrics(self) -> tuple[str, ...]:
         if self.dataset not in DATASETS:
             raise unknown_name("dataset", self.dataset, DATASETS)
-        chosen = self.metrics or (METRICS if self.dataset == "world"
-                                  else ("discriminability", "disentanglement", "recall"))
+        # recall (an extra: a ridge probe, scikit-learn) only when asked for
+        chosen = self.metrics or (("discriminability", "disentanglement", "minimal-pairs")
+                                  if self.dataset == "world"
+                                  else ("discriminability", "disentanglement"))
         for m in chosen:
             if m not in METRICS:
                 raise unknown_name("metric", m, METRICS)

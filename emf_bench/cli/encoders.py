@@ -91,7 +91,8 @@ def score(
         "--image-features).")] = "world",
     metrics: Annotated[str | None, typer.Option(
         "--metrics", help="Comma-separated: discriminability, disentanglement, recall, "
-        "minimal-pairs \\[default: all that apply].", show_default=False)] = None,
+        "minimal-pairs \\[default: all that apply but recall, an extra that needs the [recall] "
+        "package set].", show_default=False)] = None,
     k: Annotated[int, typer.Option("--k", help="Captions retrieved per query (paper: 2).")] = 2,
     queries: Annotated[int, typer.Option("--queries", help="Discriminability queries.")] = 1000,
     pool_size: Annotated[int | None, typer.Option(

@@ -107,7 +107,7 @@ class MPlugVQA:
             from modelscope.utils.constant import Tasks
         except ImportError as err:
             raise EmfBenchError(f"the mplug VQA backend needs modelscope (pip install "
-                                f"modelscope): {err}") from None
+                                f"'emf-bench[mplug]'): {err}") from None
         from PIL import Image
 
         self.model_id = model

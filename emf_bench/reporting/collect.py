@@ -193,24 +193,20 @@ def rank_correlation(study: pd.DataFrame, x: str, steps: int = 1,
     return {"rho": float(rho), "p": float(p), "n": len(part), "x": x, "steps": steps}
 
 
-def exact_spearman_p(x: list[float], y: list[float], rho: float) -> float:
-    """Two-sided p of Spearman's rho by enumerating every pairing of the ranks (n <= 8)."""
-    import itertools
-
-    from scipy.stats import rankdata
+def exact_spearman_p(x: list[float], y: list[float], rho: float | None = None) -> float:
+    """Two-sided p of Spearman's rho over every pairing of the ranks (n <= 8): scipy's exact
+    permutation test of |rho| (`rho` is recomputed from the ranks; kept for callers)."""
+    from scipy.stats import permutation_test, rankdata
 
     rx, ry = rankdata(x), rankdata(y)
-    n = len(rx)
+    a = rx - rx.mean()
 
-    def corr(a, b):
-        a, b = np.asarray(a) - np.mean(a), np.asarray(b) - np.mean(b)
-        denom = np.sqrt((a * a).sum() * (b * b).sum())
-        return 0.0 if denom == 0 else float((a * b).sum() / denom)
+    def abs_rho(b: np.ndarray, axis: int = -1) -> np.ndarray:
+        b = b - b.mean(axis=axis, keepdims=True)
+        denom = np.sqrt((a * a).sum() * (b * b).sum(axis=axis))
+        return np.abs(np.where(denom == 0, 0.0, (a * b).sum(axis=axis) /
+                               np.where(denom == 0, 1.0, denom)))
 
-    hits = total = 0
-    for perm in itertools.permutations(range(n)):
-        total += 1
-        hits += abs(corr(rx, ry[list(perm)])) >= abs(rho) - 1e-12
-    return hits / total
-
-
+    return float(permutation_test((ry,), abs_rho, permutation_type="pairings",
+                                  vectorized=True, n_resamples=np.inf,
+                                  alternative="greater").pvalue)

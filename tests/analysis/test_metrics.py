@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from emf_bench.analysis.disentanglement import (
@@ -29,7 +30,8 @@ def world_scores(tmp_path_factory):
     registry = EncoderRegistry.load()
     names = BUILT_INS + [n for n in ("minilm", "random-transformer")
                          if _has_minilm()]
-    config = ScoreConfig(pool_size=3000, n_queries=600)
+    config = ScoreConfig(pool_size=3000, n_queries=600, metrics=(
+        "discriminability", "disentanglement", "recall", "minimal-pairs"))
     results = score_encoders([registry.card(n) for n in names], config, root,
                              FeatureCache(root / "cache"))
     return {r["encoder"]: r for r in results}, root, config
@@ -250,3 +252,21 @@ def test_bad_metric_and_dataset_names_are_rejected():
         ScoreConfig(metrics=("discrim",)).resolved_metrics()
     with pytest.raises(EmfBenchError, match="unknown dataset 'imagenet'"):
         ScoreConfig(dataset="imagenet").resolved_metrics()
+
+
+def test_recall_is_an_extra_asked_for_and_named_when_its_package_is_missing(monkeypatch):
+    import builtins
+
+    from emf_bench.analysis.extras import crossmodal_recall
+
+    assert "recall" not in ScoreConfig().resolved_metrics()  # scikit-learn only when asked
+    real = builtins.__import__
+
+    def no_sklearn(name, *args, **kwargs):
+        if name.startswith("sklearn"):
+            raise ImportError("No module named 'sklearn'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+    with pytest.raises(EmfBenchError, match=r"pip install 'emf-bench\[recall\]'"):
+        crossmodal_recall(torch.zeros(4, 2), np.zeros((4, 2)), np.arange(4))

@@ -3,6 +3,7 @@ correlations, unequal training, bootstrap intervals."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from emf_bench.evaluation.benchmarks.geneval import bootstrap_geneval
@@ -135,3 +136,64 @@ def test_rank_correlation_of_few_encoders_uses_the_exact_p_value():
                           "discriminability": [0.6, 0.7, 0.8], "score": [0.1, 0.2, 0.3]})
     c = collect.rank_correlation(study, "discriminability")
     assert c["rho"] == pytest.approx(1.0) and c["p"] == pytest.approx(2 / 6)  # 2 of 6 orders
+
+
+def _reference_spearman_p(x, y, rho):
+    """The enumeration the scipy permutation test replaced."""
+    import itertools
+
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x), rankdata(y)
+
+    def corr(a, b):
+        a, b = np.asarray(a) - np.mean(a), np.asarray(b) - np.mean(b)
+        denom = np.sqrt((a * a).sum() * (b * b).sum())
+        return 0.0 if denom == 0 else float((a * b).sum() / denom)
+
+    perms = list(itertools.permutations(range(len(rx))))
+    return sum(abs(corr(rx, ry[list(p)])) >= abs(rho) - 1e-12 for p in perms) / len(perms)
+
+
+def _reference_bootstrap(rows, resamples=1000, seed=0, level=0.95):
+    """The hand-written stratified percentile bootstrap scipy's bootstrap replaced."""
+    rng = np.random.default_rng(seed)
+    by_task = {}
+    for r in rows:
+        by_task.setdefault(r["tag"], {}).setdefault(r["prompt_index"], []).append(
+            float(r["correct"]))
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    draws, out = {}, {}
+    for task, prompts in by_task.items():
+        values = np.array([np.mean(v) for v in prompts.values()])
+        draws[task] = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
+        out[task] = (np.percentile(draws[task], lo), np.percentile(draws[task], hi))
+    overall = np.mean(list(draws.values()), axis=0)
+    return out, (np.percentile(overall, lo), np.percentile(overall, hi))
+
+
+def test_scipy_statistics_give_the_hand_written_results():
+    from scipy.stats import spearmanr
+
+    from emf_bench.reporting.collect import exact_spearman_p
+
+    rng = np.random.default_rng(0)
+    for n in range(3, 8):
+        for ties in (False, True):
+            x = rng.integers(0, 3, n).astype(float) if ties else rng.normal(size=n)
+            y = rng.normal(size=n)
+            rho = spearmanr(x, y)[0]
+            if not np.isnan(rho):
+                assert exact_spearman_p(x, y, rho) == pytest.approx(
+                    _reference_spearman_p(x, y, rho), abs=1e-12)
+    tasks = ["single_object", "two_object", "counting", "colors", "position", "color_attr"]
+    for trial in range(6):
+        rows = [{"tag": tasks[i % 6], "prompt_index": i,
+                 "correct": float(rng.random() < [0, 0.3, 1, 0.5, 0.2, 0.7][i % 6])}
+                for i in range(6 * int(rng.integers(1, 25))) for _ in range(4)]
+        tasks_ci, overall = _reference_bootstrap(rows, seed=trial)
+        got = bootstrap_geneval(rows, seed=trial)
+        assert (got["low"], got["high"]) == pytest.approx(overall, abs=1e-12)
+        for task, (low, high) in tasks_ci.items():
+            assert (got["tasks"][task]["low"], got["tasks"][task]["high"]) == pytest.approx(
+                (low, high), abs=1e-12)

@@ -102,28 +102,47 @@ def strict_ok(kept: dict[str, list], meta: dict[str, Any]) -> bool:
 
 
 def bootstrap_geneval(rows: list[dict[str, Any]], resamples: int = 1000, seed: int = 0,
-                      level: float = 0.95) -> dict[str, Any]:
-    """GenEval overall (and per task) with percentile intervals from a bootstrap over prompts,
-    stratified by task (the overall score is the unweighted mean of task scores)."""
-    rng = np.random.default_rng(seed)
+                      level: float = 0.95, method: str = "percentile") -> dict[str, Any]:
+    """GenEval overall (and per task) with intervals from scipy's bootstrap over prompts,
+    stratified by task (the overall score is the unweighted mean of task scores; each task's
+    prompts are resampled on their own). Per task and overall use the same resamples (one
+    seeded stream in task order), so a task's interval and the overall one agree."""
+    import warnings
+
+    from scipy.stats import bootstrap
+
     by_task: dict[str, dict[Any, list[float]]] = {}
     for r in rows:
         key = r.get("prompt_index", r.get("prompt"))
         by_task.setdefault(r["tag"], {}).setdefault(key, []).append(float(r["correct"]))
     if not by_task:
         return {}
-    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    task_draws, out = {}, {"tasks": {}}
-    for task, prompts in by_task.items():
-        values = np.array([np.mean(v) for v in prompts.values()])
-        draws = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
-        task_draws[task] = draws
-        out["tasks"][task] = {"score": float(values.mean()), "low": float(np.percentile(draws, lo)),
-                              "high": float(np.percentile(draws, hi)), "prompts": len(values)}
-    overall = np.mean(list(task_draws.values()), axis=0)
-    out.update(score=float(np.mean([t["score"] for t in out["tasks"].values()])),
-               low=float(np.percentile(overall, lo)), high=float(np.percentile(overall, hi)),
-               resamples=resamples, level=level)
+    samples = {t: np.array([np.mean(v) for v in p.values()]) for t, p in by_task.items()}
+
+    def mean_of_means(*xs: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.mean([x.mean(axis=axis) for x in xs], axis=0)
+
+    def interval(data: tuple[np.ndarray, ...], rng: np.random.Generator) -> tuple[float, float]:
+        if any(len(x) == 1 for x in data):  # scipy needs two: every resample is the value
+            for x in data:
+                rng.integers(0, len(x), (resamples, len(x)))  # the stream moves on as it would
+            value = float(mean_of_means(*data))
+            return value, value
+        with warnings.catch_warnings():  # a constant task: a zero-width interval, as it should
+            warnings.simplefilter("ignore")
+            ci = bootstrap(data, mean_of_means, n_resamples=resamples, confidence_level=level,
+                           method=method, rng=rng, vectorized=True).confidence_interval
+        return float(ci.low), float(ci.high)
+
+    out: dict[str, Any] = {"tasks": {}}
+    stream = np.random.default_rng(seed)
+    for task, values in samples.items():
+        low, high = interval((values,), stream)
+        out["tasks"][task] = {"score": float(values.mean()), "low": low, "high": high,
+                              "prompts": len(values)}
+    low, high = interval(tuple(samples.values()), np.random.default_rng(seed))
+    out.update(score=float(np.mean([t["score"] for t in out["tasks"].values()])), low=low,
+               high=high, resamples=resamples, level=level, method=method)
     return out
 
 
