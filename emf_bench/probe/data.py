@@ -178,7 +178,7 @@ class UserData:
         pairs = [(i, c) for i, captions in enumerate(self.source.captions) for c in captions]
         pairs = pairs[:size]
         used = sorted({i for i, _ in pairs})
-        images, self.counts = encode_images(_Subset(self.source, used), self.space, cache.root)
+        images, _ = encode_images(_Subset(self.source, used), self.space, cache.root)
         where = {i: n for n, i in enumerate(used)}
         return _with_captions(images, [c for _, c in pairs], card, cache, need_tokens, device,
                               image_index=torch.tensor([where[i] for i, _ in pairs]))

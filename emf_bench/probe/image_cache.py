@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from emf_bench import distributed
-from emf_bench.progress import track
+from emf_bench.progress import stage, track
 from emf_bench.storage import atomic_path, atomic_write_json, ensure_dir
 
 
@@ -117,4 +117,7 @@ def encode_images(source, space, cache_root: Path, batch_size: int = 32,
     flush()  # under torchrun: once, every rank together (a collective)
     distributed.barrier()
     store._index = None  # rank 0 wrote the other ranks' arrays: read them again
-    return store.get(keys), {"computed": len(missing), "reused": len(set(keys)) - len(missing)}
+    counts = {"computed": len(missing), "reused": len(set(keys)) - len(missing)}
+    stage(f"{space.kind}: {counts['computed']} image(s) computed, {counts['reused']} reused "
+          f"from the image cache ({store.folder})")
+    return store.get(keys), counts

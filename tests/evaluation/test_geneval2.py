@@ -129,3 +129,77 @@ def test_bad_data_files_name_the_line(tmp_path, row, message):
     with pytest.raises(EmfBenchError, match=message) as err:
         g2.read_data(path)
     assert "line 2" in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm(tmp_path_factory):
+    """A chat VLM built from configs (tiny CLIP vision tower + tiny Llama, Llava wiring) with a
+    word-level tokenizer and a chat template: the whole path on CPU, no download."""
+    import transformers as tf
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    root = tmp_path_factory.mktemp("tiny-vlm")
+    words = ("<pad> <unk> <s> </s> <image> <|user|> <|assistant|> yes Yes no one two three four "
+             "4 is there a cat dog in the image ? answer word . how many cats are does this "
+             "show with or no No").split()
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                     pre_tokenizers.Punctuation()])
+    tokenizer = tf.PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+        eos_token="</s>", additional_special_tokens=["<image>", "<|user|>", "<|assistant|>"])
+    template = ("{% for m in messages %}<|{{ m['role'] }}|> {% for c in m['content'] %}"
+                "{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }} {% endif %}"
+                "{% endfor %}{% endfor %}{% if add_generation_prompt %}<|assistant|> {% endif %}")
+    processor = tf.LlavaProcessor(
+        image_processor=tf.CLIPImageProcessor(size={"shortest_edge": 16},
+                                              crop_size={"height": 16, "width": 16}),
+        tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=template)
+    config = tf.LlavaConfig(
+        vision_config=tf.CLIPVisionConfig(image_size=16, patch_size=8, hidden_size=16,
+                                          intermediate_size=32, num_hidden_layers=1,
+                                          num_attention_heads=2, projection_dim=16),
+        text_config=tf.LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32,
+                                   num_hidden_layers=1, num_attention_heads=2,
+                                   num_key_value_heads=1, max_position_embeddings=256,
+                                   pad_token_id=0),
+        image_token_index=vocab["<image>"])
+    tf.LlavaForConditionalGeneration(config).save_pretrained(root)
+    processor.save_pretrained(root)
+    return root
+
+
+def test_a_tiny_chat_vlm_answers_with_probabilities(tiny_vlm):
+    import numpy as np
+
+    from emf_bench.evaluation.vlm import ChatVLM
+
+    vlm = ChatVLM(str(tiny_vlm), device="cpu", dtype="float32", batch_size=2)
+    image = np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+    questions = ["Is there a cat in the image?", "How many cats are in the image?",
+                 "Is there a dog in the image?"]
+    soft, hard = vlm.answer(image, questions, ["Yes", "four", "Yes"])
+    assert len(soft) == 3 and all(0 < p < 1 for p in soft) and len(hard) == 3
+    probs = vlm.next_token_probs(image, [q + g2.QUESTION_SUFFIX for q in questions])
+    torch = pytest.importorskip("torch")
+    torch.testing.assert_close(probs.sum(-1), torch.ones(3))
+    alone = vlm.next_token_probs(image, [questions[1] + g2.QUESTION_SUFFIX])
+    torch.testing.assert_close(alone[0], probs[1], atol=1e-5, rtol=1e-4)  # batch-independent
+    first = vlm.first_token
+    expected = sum(float(probs[0, t]) for t in dict.fromkeys(
+        first(s) for s in g2.spellings(questions[0], "Yes")))
+    assert soft[0] == pytest.approx(expected)
+    assert 0 < vlm.vqascore(image, "a cat") < 1
+    assert vlm.describe()["official"] is False
+
+
+def test_what_is_not_a_chat_vlm_is_one_line(tmp_path, tiny_models):
+    from emf_bench.evaluation.vlm import ChatVLM
+
+    with pytest.raises(EmfBenchError, match="does not exist"):
+        ChatVLM(str(tmp_path / "nope"))
+    with pytest.raises(EmfBenchError, match="cannot load VLM") as err:
+        ChatVLM(str(tiny_models["qwen3"]))  # a text-only model
+    assert "\n" not in str(err.value)
