@@ -79,9 +79,11 @@ def eval_command(
         "--dpg-prompts", help="DPG-Bench's prompts/ folder.", show_default=False)] = None,
     dpg_csv: Annotated[Path | None, typer.Option(
         "--dpg-csv", help="DPG-Bench's dpg_bench.csv.", show_default=False)] = None,
+    geneval2_data: Annotated[Path | None, typer.Option(
+        "--geneval2-data", help="GenEval 2's geneval2_data.jsonl.", show_default=False)] = None,
     official_compat: Annotated[bool, typer.Option(
         "--official-compat", help="DPG-Bench: reproduce the official script's first-row skip "
-        "and last-tile category numbers.")] = False,
+        "and last-tile category numbers; GenEval 2: the official answer-token rule.")] = False,
     detector: Annotated[str | None, typer.Option(
         "--detector", help="world-exact, mask2former-hf or mmdet (official) \\[default: "
         "world-exact on world suites, mask2former-hf on geneval].", show_default=False)] = None,
@@ -97,7 +99,8 @@ def eval_command(
         "--mmdet-checkpoint", help="GenEval's mmdet checkpoint.", show_default=False)] = None,
     vqa: Annotated[str | None, typer.Option(
         "--vqa", help="world-oracle, hf:<model id or folder>, or mplug (official; modelscope) "
-        "\\[default: world-oracle on world-dpg].", show_default=False)] = None,
+        "for DPG-Bench; vlm:<chat VLM id or folder> for GenEval 2 \\[default: world-oracle on "
+        "world-dpg, vlm:Qwen/Qwen3-VL-8B-Instruct on geneval2].", show_default=False)] = None,
     threshold: Annotated[float, typer.Option("--threshold", help="GenEval score threshold.")
                          ] = GenEvalRules.threshold,
     counting_threshold: Annotated[float, typer.Option(
@@ -140,7 +143,7 @@ def eval_command(
     common: Common = None,
     world=None,
 ) -> None:
-    """GenEval and DPG-Bench (or the world's suites) at 1/2/4/N steps.
+    """GenEval, DPG-Bench and GenEval 2 (or the world's suites) at 1/2/4/N steps.
 
     For probes, folders of pre-generated images, diffusers pipelines and generator callables.
     Results go to <run-dir>/evals/<model>/<benchmark>/steps-<k>/ and <run-dir>/evals/summary.*
@@ -168,7 +171,8 @@ def eval_command(
                             guidance=guidance, rules=rules, save_images=save_images)
     from emf_bench.evaluation.benchmarks import load_benchmark
 
-    sources = Sources(geneval_metadata, dpg_prompts, dpg_csv, world.to_dict(), official_compat)
+    sources = Sources(geneval_metadata, dpg_prompts, dpg_csv, world.to_dict(), official_compat,
+                      geneval2_data)
     from emf_bench.generators.diffusers import parse_call_args
 
     call_args = parse_call_args(pipeline_arg or [])

@@ -53,6 +53,7 @@ class ChatVLM:
             from emf_bench.probe.precision import bf16_support
 
             dtype = "bfloat16" if bf16_support(self.device) else "float32"
+        transformers.utils.logging.disable_progress_bar()  # emf-bench shows its own progress
         try:
             with library_logs(transformers):
                 processor = transformers.AutoProcessor.from_pretrained(

@@ -203,3 +203,35 @@ def test_what_is_not_a_chat_vlm_is_one_line(tmp_path, tiny_models):
     with pytest.raises(EmfBenchError, match="cannot load VLM") as err:
         ChatVLM(str(tiny_models["qwen3"]))  # a text-only model
     assert "\n" not in str(err.value)
+
+
+def test_eval_geneval2_on_a_probe_with_a_tiny_vlm(official, tiny_vlm, tmp_path, capsys):
+    from tests_shared import run_cli
+
+    code, _, err = run_cli(capsys, "train-probe", "--encoder", "bag-of-words", "--size", "tiny",
+                           "--budget", "2steps", "--train-size", "64", "--batch-size", "8",
+                           "--device", "cpu", "--no-quick-eval", "--run-dir", tmp_path)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "eval", "--model", "probe:bag-of-words", "--benchmark",
+                             "geneval2", "--geneval2-data", DATA, "--limit", "3", "--steps",
+                             "1,2", "--images-per-prompt", "1", "--vqa", f"vlm:{tiny_vlm}",
+                             "--device", "cpu", "--run-dir", tmp_path)
+    assert code == 0, err
+    assert "Soft-TIFA GM" in " ".join(out.split()) and "NOT the official" in " ".join(out.split())
+    folder = next(tmp_path.glob("evals/*/geneval2.first3/steps-1"))
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["prompts"] == 3 and summary["of"] == 800 and summary["compat"] == "corrected"
+    assert summary["subset"]["limit"] == 3 and 0 <= summary["soft_tifa_gm"] <= 100
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    assert [len(r["soft"]) for r in rows] == [len(official[i].questions) for i in range(3)]
+    am = sum(sum(r["soft"]) / len(r["soft"]) for r in rows) / 3 * 100
+    assert summary["soft_tifa_am"] == pytest.approx(am)  # recomputable from the rows
+    image_map = json.loads((folder / "images" / "image_map.json").read_text())
+    assert set(image_map) == {official[i].prompt for i in range(3)}
+    code, _, err = run_cli(capsys, "eval", "--model", "probe:bag-of-words", "--benchmark",
+                           "geneval2", "--limit", "3", "--run-dir", tmp_path)
+    assert code == 2 and "needs --geneval2-data" in err
+    code, _, err = run_cli(capsys, "eval", "--model", "probe:bag-of-words", "--benchmark",
+                           "geneval2", "--geneval2-data", DATA, "--tags", "count", "--run-dir",
+                           tmp_path)
+    assert code == 2 and "use --limit" in err

@@ -47,6 +47,7 @@ BENCHMARKS: dict[str, str] = {
     "world-geneval": "emf_bench.evaluation.benchmarks.geneval:GenEvalBenchmark",
     "dpg": "emf_bench.evaluation.benchmarks.dpg:DPGBenchmark",
     "world-dpg": "emf_bench.evaluation.benchmarks.dpg:DPGBenchmark",
+    "geneval2": "emf_bench.evaluation.benchmarks.geneval2:GenEval2Benchmark",
 }
 BENCHMARK_GROUP = "emf_bench.benchmarks"
 
@@ -60,6 +61,7 @@ class Sources:
     dpg_csv: Path | None = None
     world: dict[str, Any] = field(default_factory=dict)
     official_compat: bool = False
+    geneval2_data: Path | None = None
 
 
 @dataclass
@@ -131,6 +133,19 @@ def subset_record(tags: list[str] | None, limit: int | None, kept: int, total: i
                       f".first{limit}" if limit is not None else ""])
     return {"tags": list(tags or []), "limit": limit, "prompts": kept, "of": total,
             "suffix": suffix}
+
+
+def first_items(bench: Any, tags: list[str] | None, limit: int | None) -> Any:
+    """`bench` (a dataclass with `items`) cut to its first `limit` items, the cut recorded;
+    for benchmarks without task tags (DPG-Bench, GenEval 2)."""
+    from dataclasses import replace
+
+    if tags:
+        raise EmfBenchError(f"--tags selects GenEval tasks; {bench.name} has none (use "
+                            f"--limit)")
+    items = bench.items[:limit]
+    subset = subset_record(None, limit, len(items), len(bench.items))
+    return bench if subset is None else replace(bench, items=items, subset=subset)
 
 
 def image_seed(seed: int, index: int, sample: int) -> int:

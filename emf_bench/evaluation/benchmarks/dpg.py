@@ -4,7 +4,7 @@ under DPG-Bench's rules (`evaluation.dpg`): one result row per tile."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ from emf_bench.evaluation.benchmarks import (
     Scorer,
     Sources,
     Unit,
+    first_items,
     image_seed,
-    subset_record,
 )
 from emf_bench.evaluation.layouts import dpg_grid, dpg_grid_file
 from emf_bench.storage import atomic_save_png
@@ -67,13 +67,8 @@ class DPGBenchmark:
                 "official_compat": self.official_compat, "subset": self.subset}
 
     def select(self, tags: list[str] | None, limit: int | None) -> DPGBenchmark:
-        """The first `limit` prompts (DPG-Bench items carry no task tags)."""
-        if tags:
-            raise EmfBenchError(f"--tags selects GenEval tasks; {self.name} has none (use "
-                                f"--limit)")
-        items = self.items[:limit]
-        subset = subset_record(None, limit, len(items), len(self.items))
-        return self if subset is None else replace(self, items=items, subset=subset)
+        """The first `limit` prompts (no task tags)."""
+        return first_items(self, tags, limit)
 
     def item(self, index: int) -> dict[str, Any]:
         item = self.items[index]
