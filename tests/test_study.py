@@ -11,7 +11,7 @@ from tests_shared import TINY
 
 from emf_bench.cli import main
 from emf_bench.errors import EmfBenchError
-from emf_bench.study import Study, profile
+from emf_bench.study import STUDY_BENCHMARKS, Study, profile
 
 
 def test_a_longer_budget_trains_further_and_replaces_the_evaluations(study_run, tmp_path):
@@ -23,9 +23,10 @@ def test_a_longer_budget_trains_further_and_replaces_the_evaluations(study_run, 
     study.encoders = study_run[1].encoders
     study.run()
     settings = sorted(run.glob("evals/probe-*/*/settings.json"))
-    assert len(settings) == 3 * 2  # three probes, two benchmarks
+    benchmarks = len(STUDY_BENCHMARKS)
+    assert len(settings) == 3 * benchmarks  # three probes, every study benchmark
     assert {json.loads(s.read_text())["generator"]["step"] for s in settings} == {5}
-    assert len(list(run.glob("evals/*/*/steps-*/summary.json"))) == 3 * 2 * 2
+    assert len(list(run.glob("evals/*/*/steps-*/summary.json"))) == 3 * benchmarks * 2
 
 
 def copy_with_train_settings(study_run, run: Path, probe: str, edit) -> None:
@@ -66,7 +67,8 @@ def test_probes_trained_side_by_side_are_the_probes_trained_one_after_another(st
         assert side.state["step"] == alone.state["step"] == 3
         for name, value in alone.ema.items():
             torch.testing.assert_close(side.ema[name], value, rtol=1e-4, atol=1e-5)
-    assert len(list(run.glob("evals/*/*/steps-*/summary.json"))) == 3 * 2 * 2
+    assert len(list(run.glob("evals/*/*/steps-*/summary.json"))) == \
+        3 * len(STUDY_BENCHMARKS) * 2
 
 
 def test_a_side_by_side_probe_error_stops_the_study_with_that_error(study_run, tmp_path):

@@ -17,9 +17,8 @@ def test_study_tables_have_intervals_and_a_rank_correlation(study_run):
     encoders = collect.encoder_table(run)
     assert set(encoders["encoder"]) == {"class-label", "bag-of-words", "constant"}
     evals = collect.evaluations(run)
-    assert {(e.benchmark, e.steps) for e in evals} == {(b, k) for b in ("world-geneval",
-                                                                        "world-dpg")
-                                                       for k in (1, 2)}
+    assert {(e.benchmark, e.steps) for e in evals} == {
+        (b, k) for b in ("world-geneval", "world-dpg", "world-geneval2") for k in (1, 2)}
     study = collect.study_table(run, encoders, evals)
     assert len(study) == 3 * 2  # three probes, two step counts
     assert (study["low"] <= study["score"]).all() and (study["score"] <= study["high"]).all()
@@ -44,6 +43,8 @@ def test_report_has_every_section_and_a_second_study_run_does_no_new_work(study_
         assert (run / "report" / f"{name}.csv").exists()
         assert (run / "report" / f"{name}.parquet").exists()
     assert (run / "report/training.png").exists()
+    assert (run / "report/steps-world-geneval2.png").exists()  # beside world-GenEval's
+    assert "world-geneval2" in html and "soft_tifa_am" in html
     assert "curriculum" in (run / "report/probes.csv").read_text().splitlines()[0]
 
 

@@ -48,6 +48,7 @@ BENCHMARKS: dict[str, str] = {
     "dpg": "emf_bench.evaluation.benchmarks.dpg:DPGBenchmark",
     "world-dpg": "emf_bench.evaluation.benchmarks.dpg:DPGBenchmark",
     "geneval2": "emf_bench.evaluation.benchmarks.geneval2:GenEval2Benchmark",
+    "world-geneval2": "emf_bench.evaluation.benchmarks.geneval2:GenEval2Benchmark",
 }
 BENCHMARK_GROUP = "emf_bench.benchmarks"
 

@@ -1,4 +1,5 @@
-"""GenEval 2 as a benchmark (`--benchmark geneval2 --geneval2-data geneval2_data.jsonl`): one
+"""GenEval 2 as a benchmark (`--benchmark geneval2 --geneval2-data geneval2_data.jsonl`, and the
+world's version `world-geneval2`, answered by the world's oracle: world/geneval2.py): one
 image a unit, scored by a chat VLM's answer probabilities (Soft-TIFA AM and GM, TIFA, VQAScore;
 evaluation/geneval2.py has the rules, evaluation/vlm.py the model).
 
@@ -44,6 +45,12 @@ class GenEval2Benchmark:
 
     @classmethod
     def load(cls, name: str, sources: Sources) -> GenEval2Benchmark:
+        if name.startswith("world-"):
+            from emf_bench.world import World, WorldConfig
+            from emf_bench.world.geneval2 import world_items
+
+            return cls(name, world_items(World(WorldConfig.from_dict(sources.world))),
+                       "emf-bench world")
         path = getattr(sources, "geneval2_data", None)
         if path is None:
             raise EmfBenchError(f"--benchmark {name} needs --geneval2-data PATH (GenEval 2's "
@@ -161,11 +168,16 @@ class GenEval2Benchmark:
         scored = [{"tag": "geneval2", "prompt_index": r["prompt_index"],
                    "correct": rules_.soft_tifa(r["soft"])[1]} for r in rows]
         ci = bootstrap_geneval(scored)
-        return {k: 100 * ci[k] for k in ("score", "low", "high")} if ci else {}
+        return {**{k: 100 * ci[k] for k in ("score", "low", "high")}, "tasks": {}} if ci else {}
 
     def make_scorer(self, options: BackendOptions, world: dict[str, Any]) -> Scorer:
         from emf_bench.evaluation.vlm import QWEN3_VL, ChatVLM
 
+        if self.name.startswith("world-") and options.vqa in (None, "world-oracle"):
+            from emf_bench.world import World, WorldConfig
+            from emf_bench.world.geneval2 import WorldOracleVLM
+
+            return Scorer(vqa=WorldOracleVLM(World(WorldConfig.from_dict(world)).detector()))
         spec = options.vqa or f"vlm:{QWEN3_VL}"
         if not spec.startswith("vlm:"):
             raise EmfBenchError(f"--vqa {spec}: GenEval 2 is scored by a chat VLM; use "
