@@ -182,4 +182,7 @@ class GenEval2Benchmark:
         if not spec.startswith("vlm:"):
             raise EmfBenchError(f"--vqa {spec}: GenEval 2 is scored by a chat VLM; use "
                                 f"--vqa vlm:<model id or folder> (default vlm:{QWEN3_VL})")
-        return Scorer(vqa=ChatVLM(spec[4:], options.device))
+        vlm = ChatVLM(spec[4:], options.device)
+        # GenEval 2's own score: its VLM and its token rule (the corrected rule is not)
+        vlm.official = vlm.official and self.compat == "official"
+        return Scorer(vqa=vlm)
