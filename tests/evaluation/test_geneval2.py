@@ -235,3 +235,28 @@ def test_eval_geneval2_on_a_probe_with_a_tiny_vlm(official, tiny_vlm, tmp_path, 
                            "geneval2", "--geneval2-data", DATA, "--tags", "count", "--run-dir",
                            tmp_path)
     assert code == 2 and "use --limit" in err
+
+
+def test_the_official_image_map_is_read_and_a_partial_one_refused(official, tiny_vlm, tmp_path,
+                                                                  capsys):
+    import numpy as np
+    from PIL import Image
+    from tests_shared import run_cli
+
+    folder = tmp_path / "mine"
+    (folder / "pics").mkdir(parents=True)
+    mapping = {}
+    for i in range(3):
+        path = folder / "pics" / f"{i}.png"
+        Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(path)
+        mapping[official[i].prompt] = str(path) if i == 2 else f"pics/{i}.png"
+    (folder / "image_map.json").write_text(json.dumps(mapping))
+    args = ["eval", "--images", folder, "--benchmark", "geneval2", "--geneval2-data", DATA,
+            "--vqa", f"vlm:{tiny_vlm}", "--device", "cpu", "--run-dir", tmp_path / "run"]
+    code, _, err = run_cli(capsys, *args, "--limit", "3")
+    assert code == 0, err
+    summary = json.loads(next((tmp_path / "run").glob(
+        "evals/*/geneval2.first3/steps-0/summary.json")).read_text())
+    assert summary["images"] == 3 and summary["errors"] == 0
+    code, _, err = run_cli(capsys, *args, "--limit", "4")
+    assert code == 2 and "lacks 1 of 4 prompts" in err and official[3].prompt in err

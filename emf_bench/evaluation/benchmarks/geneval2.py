@@ -102,6 +102,12 @@ class GenEval2Benchmark:
         atomic_write_json(previous, mapping)
 
     def read(self, root: Path, indices: list[int]) -> list[Unit]:
+        """Units from `images/<index>/<sample>.png`, or else from the official layout: an
+        `image_map.json` mapping each prompt to one image path (relative to the map's folder
+        or absolute). A map that lacks prompts is refused, naming how many and which."""
+        root = Path(root)
+        if not (root / "images").is_dir() and (root / "image_map.json").exists():
+            return self._read_map(root / "image_map.json", indices)
         out = []
         for index in indices:
             folder = Path(root) / "images" / f"{index:05d}"
@@ -112,6 +118,23 @@ class GenEval2Benchmark:
             out += [Unit(index, n, [self.items[index].prompt], [None], self._path(index, n),
                          file=path) for n, path in enumerate(files)]
         return out
+
+    def _read_map(self, file: Path, indices: list[int]) -> list[Unit]:
+        try:
+            mapping = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise EmfBenchError(f"cannot read GenEval 2 image map {file}: {err}") from None
+        if not isinstance(mapping, dict):
+            raise EmfBenchError(f"GenEval 2 image map {file} must map prompts to image paths")
+        missing = [self.items[i].prompt for i in indices if self.items[i].prompt not in mapping]
+        if missing:
+            raise EmfBenchError(
+                f"GenEval 2 image map {file} lacks {len(missing)} of {len(indices)} prompts "
+                f"(e.g. {missing[0]!r}); a partial map is not the benchmark's score: complete "
+                f"it, or run --limit for a labelled part")
+        return [Unit(i, 0, [self.items[i].prompt], [None], self._path(i, 0),
+                     file=(file.parent / str(mapping[self.items[i].prompt])).expanduser())
+                for i in indices]
 
     # -- scores -----------------------------------------------------------------------------
 
