@@ -117,3 +117,36 @@ def atomic_save_png(path: Path | str, image: Any) -> Path:
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
     return Path(path)
+
+
+def write_shard(folder: Path | str, tensors: dict[str, Any], keys: list[str],
+                metadata: dict[str, str] | None = None) -> Path:
+    """A new append-only safetensors shard in `folder` (atomically), its rows named by `keys`
+    in the metadata: the caches' unit of work (text/cache.py, probe/image_cache.py)."""
+    import time
+    import uuid
+
+    from safetensors.torch import save_file
+
+    path = Path(folder) / f"shard-{time.time_ns()}-{uuid.uuid4().hex[:8]}.safetensors"
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"keys": json.dumps(keys), **(metadata or {})})
+    return path
+
+
+def read_shards(folder: Path | str, what: str) -> Iterator[tuple[Path, list[str], set[str]]]:
+    """(shard, its row keys, its tensor names) for every readable shard in `folder`, oldest
+    first; an unreadable shard is skipped with a warning, never trusted."""
+    import warnings
+
+    from safetensors import safe_open
+
+    for shard in sorted(Path(folder).glob("shard-*.safetensors")):
+        try:
+            with safe_open(str(shard), "pt") as f:
+                keys = json.loads((f.metadata() or {})["keys"])
+                names = set(f.keys())
+        except Exception as err:  # torn, truncated or foreign files
+            warnings.warn(f"skipping unreadable {what} shard {shard}: {err}", stacklevel=3)
+            continue
+        yield shard, keys, names

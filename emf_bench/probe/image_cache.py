@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-import uuid
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ import torch
 
 from emf_bench import distributed
 from emf_bench.progress import stage, track
-from emf_bench.storage import atomic_path, atomic_write_json, ensure_dir
+from emf_bench.storage import atomic_write_json, ensure_dir, read_shards, write_shard
 
 
 class ImageStore:
@@ -41,30 +38,16 @@ class ImageStore:
     @property
     def index(self) -> dict[str, tuple[Path, int]]:
         if self._index is None:
-            from safetensors import safe_open
-
             self._index = {}
-            for shard in sorted(self.folder.glob("shard-*.safetensors")):
-                try:
-                    with safe_open(str(shard), "pt") as f:
-                        keys = json.loads((f.metadata() or {})["keys"])
-                except Exception as err:  # an unreadable shard is skipped, never trusted
-                    warnings.warn(f"skipping unreadable image shard {shard}: {err}",
-                                  stacklevel=2)
-                    continue
+            for shard, keys, _ in read_shards(self.folder, "image"):
                 for row, key in enumerate(keys):
                     self._index.setdefault(key, (shard, row))
         return self._index
 
     def put(self, keys: list[str], arrays: torch.Tensor) -> None:
-        from safetensors.torch import save_file
-
-        name = f"shard-{time.time_ns()}-{uuid.uuid4().hex[:8]}.safetensors"
-        with atomic_path(self.folder / name) as tmp:
-            save_file({"arrays": arrays.contiguous()}, str(tmp),
-                      metadata={"keys": json.dumps(keys)})
+        shard = write_shard(self.folder, {"arrays": arrays.contiguous()}, keys)
         for row, key in enumerate(keys):
-            self.index[key] = (self.folder / name, row)
+            self.index[key] = (shard, row)
 
     def get(self, keys: list[str]) -> torch.Tensor:
         from safetensors.torch import load_file

@@ -10,6 +10,7 @@ schema, a broken summary) is named and skipped; only when nothing is left is it 
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 from pathlib import Path
@@ -125,7 +126,7 @@ def compare_runs(runs: list[Path], out: Path) -> tuple[Path, list[str]]:
     """Write `out` (HTML) and beside it `<stem>/comparison.csv|parquet` and one plot a group;
     return the HTML path and what could not be read."""
     from emf_bench.reporting import plots
-    from emf_bench.reporting.report import _data_uri, _html_table, _wide, _write_table
+    from emf_bench.reporting.report import _data_uri, _html_table, _wide, _write_table, render
     from emf_bench.storage import atomic_write_text, ensure_dir
 
     table, described, problems = read_runs(runs)
@@ -149,8 +150,9 @@ def compare_runs(runs: list[Path], out: Path) -> tuple[Path, list[str]]:
             "figure": _data_uri(figure) if figure is not None else None})
     apart = [b for b, n in pd.Series([s["benchmark"] for s in sections]).value_counts().items()
              if n > 1]
-    html = _render({"runs": described, "problems": problems, "sections": sections,
-                    "apart": apart, "folder": str(folder)})
+    html = render({"runs": described, "problems": problems, "sections": sections,
+                   "apart": apart, "folder": str(folder), "generated": _dt.datetime.now(
+                       _dt.timezone.utc).isoformat(timespec="seconds")}, "compare.html.j2")
     atomic_write_text(out, html)
     return out, problems
 
@@ -165,16 +167,3 @@ def _scorer_words(comparable: dict[str, Any]) -> str:
 
         words += f"; {subset_label(comparable['subset'])}"
     return words
-
-
-def _render(context: dict[str, Any]) -> str:
-    import datetime as _dt
-
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("emf_bench.reporting", "templates"),
-        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-        undefined=jinja2.StrictUndefined)
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    return env.get_template("compare.html.j2").render(generated=now, **context)

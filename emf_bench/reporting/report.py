@@ -200,7 +200,7 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
         "paper_geneval": _html_table(paper_geneval, "{:.2f}"),
         "paper_source": reference.get("source", ""),
     }
-    html = _render(context)
+    html = render(context)
     target = out or run / "report.html"
     atomic_write_text(target, html)
     return target
@@ -262,7 +262,8 @@ def _study_meta(run: Path) -> dict[str, Any] | None:
     return collect.read_json(file) if file.exists() else None
 
 
-def _render(context: dict[str, Any]) -> str:
+def render(context: dict[str, Any], template: str = "report.html.j2") -> str:
+    """A report template with every value escaped (the comparison's too)."""
     import jinja2
 
     env = jinja2.Environment(
@@ -270,4 +271,4 @@ def _render(context: dict[str, Any]) -> str:
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined)
     # Tables come from DataFrame.to_html(escape=True): their cells are already escaped.
-    return env.get_template("report.html.j2").render(**context)
+    return env.get_template(template).render(**context)

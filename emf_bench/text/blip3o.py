@@ -24,6 +24,7 @@ import torch
 
 from emf_bench.errors import EmfBenchError, in_range
 from emf_bench.text.card import EncoderCard
+from emf_bench.text.features import mask_positions
 from emf_bench.text.hf import DecoderLLMEncoder, hf_load, select_layer
 
 VIEWS = ("prompt", "image-tokens")
@@ -122,9 +123,8 @@ class Blip3oNextEncoder(DecoderLLMEncoder):
         sequences, mask = sample_batch(
             self.model, ids["input_ids"], ids["attention_mask"], generators,
             int(s["image_tokens"]), float(s["temperature"]), int(s["top_k"]), float(s["top_p"]))
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=sequences, attention_mask=mask, position_ids=positions,
-                         output_hidden_states=True)
+        out = self.model(input_ids=sequences, attention_mask=mask,
+                         position_ids=mask_positions(mask), output_hidden_states=True)
         states = select_layer(out.hidden_states, out.hidden_states[-1], self.card.layer)
         start = ids["input_ids"].shape[1] - 1  # every row's <S0>, then its sampled tokens
         tokens = states[:, start:]

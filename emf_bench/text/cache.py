@@ -15,8 +15,6 @@ import hashlib
 import json
 import os
 import time
-import uuid
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ import torch
 from emf_bench import distributed
 from emf_bench.errors import EmfBenchError
 from emf_bench.progress import stage, track
-from emf_bench.storage import atomic_path, atomic_write_json, ensure_dir
+from emf_bench.storage import atomic_write_json, ensure_dir, read_shards, write_shard
 from emf_bench.text.card import EncoderCard
 
 CACHE_ENV = "EMF_BENCH_CACHE"
@@ -63,19 +61,9 @@ class FeatureStore:
     @property
     def index(self) -> dict[str, _Entry]:
         if self._index is None:
-            from safetensors import safe_open
-
             self._index = {}
-            for shard in sorted(self.folder.glob("shard-*.safetensors")):
-                try:
-                    with safe_open(str(shard), "pt") as f:
-                        meta = f.metadata() or {}
-                        keys = json.loads(meta["keys"])
-                        has_tokens = "tokens" in f.keys()  # noqa: SIM118 - safe_open API
-                except Exception as err:  # an unreadable shard is skipped, never trusted
-                    warnings.warn(f"skipping unreadable feature shard {shard}: {err}",
-                                  stacklevel=2)
-                    continue
+            for shard, keys, names in read_shards(self.folder, "feature"):
+                has_tokens = "tokens" in names
                 for row, key in enumerate(keys):
                     old = self._index.get(key)
                     if old is None or (has_tokens and not old.has_tokens):
@@ -89,8 +77,6 @@ class FeatureStore:
 
     def put(self, texts: Sequence[str], pooled: torch.Tensor, truncated: torch.Tensor,
             tokens: Sequence[torch.Tensor] | None = None) -> None:
-        from safetensors.torch import save_file
-
         tensors = {"pooled": pooled.float().contiguous(),
                    "truncated": truncated.to(torch.uint8).contiguous()}
         if tokens is not None:
@@ -98,12 +84,9 @@ class FeatureStore:
             tensors["offsets"] = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
             tensors["tokens"] = torch.cat([t.to(torch.float16) for t in tokens]).contiguous()
         keys = [self.key(t) for t in texts]
-        meta = {"keys": json.dumps(keys), "texts": json.dumps(list(texts))}
-        name = f"shard-{time.time_ns()}-{uuid.uuid4().hex[:8]}.safetensors"
-        with atomic_path(self.folder / name) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+        shard = write_shard(self.folder, tensors, keys, {"texts": json.dumps(list(texts))})
         for row, key in enumerate(keys):
-            self.index[key] = _Entry(self.folder / name, row, tokens is not None)
+            self.index[key] = _Entry(shard, row, tokens is not None)
 
     def _tensors(self, shard: Path) -> dict[str, torch.Tensor]:
         if shard not in self._shards:

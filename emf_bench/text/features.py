@@ -70,3 +70,9 @@ def pad_sequences(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Te
         tokens[i, : s.shape[0]] = s
         mask[i, : s.shape[0]] = True
     return tokens, mask
+
+
+def mask_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that follow an attention mask (B, L): left and right padding give a token
+    the same position, so a padded batch sees what each text alone would."""
+    return (mask.long().cumsum(dim=-1) - 1).clamp(min=0)

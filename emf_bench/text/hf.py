@@ -16,6 +16,7 @@ import torch
 from emf_bench.errors import EmfBenchError
 from emf_bench.text.base import Encoder, is_local_path, library_logs, offline, verbose
 from emf_bench.text.card import EncoderCard
+from emf_bench.text.features import mask_positions
 
 
 def hf_load(loader: Callable[..., Any], card: EncoderCard, what: str = "model",
@@ -203,7 +204,7 @@ class DecoderLLMEncoder(Encoder):
         batch, truncated = tokenize(self.tokenizer, texts, self.max_length, self.device,
                                     add_special_tokens=special)
         mask = batch["attention_mask"]
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        positions = mask_positions(mask)
         out = self.model(input_ids=batch["input_ids"], attention_mask=mask,
                          position_ids=positions, output_hidden_states=True)
         # Causal-LM heads return no last_hidden_state; their last hidden state is the same.

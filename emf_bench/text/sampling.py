@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
+from emf_bench.text.features import mask_positions
+
 
 def warp(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     """Probabilities (B, V) after temperature, top-k and top-p (nucleus) filtering."""
@@ -51,7 +53,7 @@ def sample_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     name = "cache" if "cache" in inspect.signature(model.forward).parameters \
         else "past_key_values"
     mask = attention_mask.long()
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    positions = mask_positions(mask)
     out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                 use_cache=True)
     past, logits = getattr(out, name), out.logits[:, -1]
