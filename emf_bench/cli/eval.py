@@ -98,9 +98,10 @@ def eval_command(
     mmdet_checkpoint: Annotated[Path | None, typer.Option(
         "--mmdet-checkpoint", help="GenEval's mmdet checkpoint.", show_default=False)] = None,
     vqa: Annotated[str | None, typer.Option(
-        "--vqa", help="world-oracle, hf:<model id or folder>, or mplug (official; modelscope) "
-        "for DPG-Bench; vlm:<chat VLM id or folder> for GenEval 2 \\[default: world-oracle on "
-        "world-dpg, vlm:Qwen/Qwen3-VL-8B-Instruct on geneval2].", show_default=False)] = None,
+        "--vqa", help="DPG-Bench: world-oracle, mplug (official; modelscope), vlm:<chat VLM "
+        "id or folder> or hf:<model id or folder> (not official); GenEval 2: vlm:<chat VLM> "
+        "\\[default: world-oracle on world-dpg, vlm:Qwen/Qwen3-VL-8B-Instruct on geneval2].",
+        show_default=False)] = None,
     threshold: Annotated[float, typer.Option("--threshold", help="GenEval score threshold.")
                          ] = GenEvalRules.threshold,
     counting_threshold: Annotated[float, typer.Option(

@@ -139,6 +139,10 @@ def report_command(
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="HTML file \\[default: RUN_DIR/report.html; several runs: "
         "comparison.html].", show_default=False)] = None,
+    results: Annotated[Path | None, typer.Option(
+        "--results", help="Also export (or merge) the runs into a results tree, MTEB-style: "
+        "DIR/<model>/<revision>/<benchmark>.json and model_meta.json.",
+        show_default=False)] = None,
 ) -> None:
     """A self-contained HTML report of a run directory, or one comparison of several.
 
@@ -155,13 +159,20 @@ def report_command(
 
         html = build_report(run_dirs[0], out)
         typer.echo(f"wrote {html} (tables and figures in {run_dirs[0] / 'report'})")
-        return
-    from emf_bench.reporting.compare import compare_runs
+    else:
+        from emf_bench.reporting.compare import compare_runs
 
-    html, problems = compare_runs(run_dirs, out or Path("comparison.html"))
-    for problem in problems:
-        typer.echo(f"note: not included: {problem}", err=True)
-    typer.echo(f"wrote {html} (tables in {html.parent / html.stem})")
+        html, problems = compare_runs(run_dirs, out or Path("comparison.html"))
+        for problem in problems:
+            typer.echo(f"note: not included: {problem}", err=True)
+        typer.echo(f"wrote {html} (tables in {html.parent / html.stem})")
+    if results is not None:
+        from emf_bench.reporting.results_tree import export
+
+        written, problems = export(run_dirs, results)
+        for problem in problems:
+            typer.echo(f"note: not exported: {problem}", err=True)
+        typer.echo(f"results tree: {len(written)} files in {results}")
 
 
 def register(app: typer.Typer) -> None:

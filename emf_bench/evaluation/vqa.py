@@ -4,6 +4,8 @@
 - `hf:<model id or path>`: a transformers VQA model: a classifier over answers (ViLT), a
   generative VQA model (BLIP), or a chat vision-language model (image-text-to-text), asked for a
   yes/no answer. Not official.
+- `vlm[:<model>]`: a chat vision-language model (Qwen3-VL-8B-Instruct by default, GenEval 2's
+  VLM) answering from its next-token probabilities of "yes" and "no". Not official.
 - `mplug`: DPG-Bench's own mPLUG-large through modelscope (optional): official.
 
 Answers are normalised to lower case; DPG-Bench scores an answer 1 only if it is exactly "yes".
@@ -95,6 +97,39 @@ class TransformersVQA:
         return answers
 
 
+class VLMYesNo:
+    """A chat VLM answering DPG-Bench's yes/no questions (`vlm:<model>`, not official): one
+    forward pass per question (the questions of an image batched, as for GenEval 2) and the
+    answer "yes" when the first tokens of "yes" spellings get more probability than those of
+    "no" ones. A modern stand-in for mPLUG; its scores are not DPG-Bench's."""
+
+    official = False
+    YES = ("Yes", "yes", " yes", " Yes")
+    NO = ("No", "no", " no", " No")
+    SUFFIX = " Answer yes or no."
+
+    def __init__(self, model: str, device: str | None = "cpu"):
+        from emf_bench.evaluation.vlm import ChatVLM
+
+        self.vlm = ChatVLM(model, device)
+        self.name = self.vlm.name
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.vlm.describe(), "official": False,
+                "rule": "yes when P(yes spellings) > P(no spellings), distinct first tokens"}
+
+    def yes_probability(self, image: np.ndarray, questions: Sequence[str]) -> list[float]:
+        """P(yes) / (P(yes) + P(no)) per question, from the next-token distribution."""
+        probs = self.vlm.next_token_probs(image, [q + self.SUFFIX for q in questions])
+        yes = list({self.vlm.first_token(s) for s in self.YES})
+        no = list({self.vlm.first_token(s) for s in self.NO} - set(yes))
+        p_yes, p_no = probs[:, yes].sum(-1), probs[:, no].sum(-1)
+        return (p_yes / (p_yes + p_no).clamp_min(1e-12)).tolist()
+
+    def answer(self, image: np.ndarray, questions: Sequence[str]) -> list[str]:
+        return ["yes" if p > 0.5 else "no" for p in self.yes_probability(image, questions)]
+
+
 class MPlugVQA:
     """DPG-Bench's VQA model, mPLUG-large through modelscope (`mplug`, official)."""
 
@@ -136,18 +171,25 @@ def _transformers(model: str, world: dict[str, Any], device: str | None) -> VQA:
     return TransformersVQA(model, device)
 
 
+def _vlm(model: str, world: dict[str, Any], device: str | None) -> VQA:
+    from emf_bench.evaluation.vlm import QWEN3_VL
+
+    return VLMYesNo(model or QWEN3_VL, device)
+
+
 def _mplug(model: str, world: dict[str, Any], device: str | None) -> VQA:
     return MPlugVQA(model or MPLUG, device)
 
 
 # name (the part of --vqa before ":") -> factory(model after ":", world, device)
 VQA_BACKENDS: dict[str, Callable[[str, dict[str, Any], str | None], VQA]] = {
-    "world-oracle": _world_oracle, "hf": _transformers, "mplug": _mplug}
+    "world-oracle": _world_oracle, "hf": _transformers, "vlm": _vlm, "mplug": _mplug}
 
 
 def load_vqa(name: str, world: dict[str, Any] | None = None, device: str | None = "cpu") -> VQA:
-    """`world-oracle`, `hf:<model>` or `mplug[:<model>]`."""
+    """`world-oracle`, `hf:<model>`, `vlm[:<model>]` or `mplug[:<model>]`."""
     kind, _, model = name.partition(":")
     if kind not in VQA_BACKENDS:
-        raise unknown_name("VQA backend", name, ["world-oracle", "hf:<model>", "mplug"])
+        raise unknown_name("VQA backend", name, ["world-oracle", "hf:<model>", "vlm:<model>",
+                                                 "mplug"])
     return VQA_BACKENDS[kind](model, world or {}, device)

@@ -126,12 +126,12 @@ def compare_runs(runs: list[Path], out: Path) -> tuple[Path, list[str]]:
     """Write `out` (HTML) and beside it `<stem>/comparison.csv|parquet` and one plot a group;
     return the HTML path and what could not be read."""
     from emf_bench.reporting import plots
-    from emf_bench.reporting.report import _data_uri, _html_table, _wide, _write_table, render
+    from emf_bench.reporting.output import data_uri, html_table, render, wide, write_table
     from emf_bench.storage import atomic_write_text, ensure_dir
 
     table, described, problems = read_runs(runs)
     folder = ensure_dir(out.parent / out.stem, "comparison folder")
-    _write_table(table[list(COLUMNS)], folder, "comparison")
+    write_table(table[list(COLUMNS)], folder, "comparison")
     sections = []
     for group, part in table.groupby("group", sort=True):
         comparable = {**json.loads(part["comparable"].iloc[0]), "suite_source": ", ".join(
@@ -141,13 +141,13 @@ def compare_runs(runs: list[Path], out: Path) -> tuple[Path, list[str]]:
         stem = hashlib.sha256(group.encode()).hexdigest()[:12]
         figure = plots.score_vs_steps(labelled, comparable["benchmark"],
                                       folder / f"steps-{stem}.png", metric)
-        wide = _wide(labelled.drop(columns=["run"]))
+        table_wide = wide(labelled.drop(columns=["run"]))
         sections.append({
             "group": group, "benchmark": comparable["benchmark"],
             "scorer": _scorer_words(comparable), "runs": sorted(part["run"].unique()),
             "commits": sorted({str(c)[:10] for c in part["commit"].dropna()}),
-            "table": _html_table(wide),
-            "figure": _data_uri(figure) if figure is not None else None})
+            "table": html_table(table_wide),
+            "figure": data_uri(figure) if figure is not None else None})
     apart = [b for b, n in pd.Series([s["benchmark"] for s in sections]).value_counts().items()
              if n > 1]
     html = render({"runs": described, "problems": problems, "sections": sections,

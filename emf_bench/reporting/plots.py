@@ -71,6 +71,33 @@ def score_vs_steps(table: pd.DataFrame, benchmark: str, path: Path,
     return _save(fig, path)
 
 
+def breakdown(table: pd.DataFrame, benchmark: str, prefix: str, label: str,
+              path: Path) -> Path | None:
+    """A benchmark's scores by part (metrics named "<prefix> <part>": GenEval 2's skills or
+    atomicity), one panel per step count, one line per model."""
+    part = table[(table["benchmark"] == benchmark) &
+                 table["metric"].str.startswith(prefix + " ")].copy()
+    if part.empty:
+        return None
+    part["part"] = part["metric"].str[len(prefix) + 1:]
+    order = list(dict.fromkeys(part["part"]))  # the benchmark's own order
+    if all(p.isdigit() for p in order):
+        order = sorted(order, key=int)
+    steps = sorted(part["steps"].unique())
+    fig, axes = _figure(min(3.6 * len(steps), 12.0), 3.6, columns=len(steps))
+    axes = np.atleast_1d(axes)
+    for ax, k in zip(axes, steps, strict=True):
+        for model, rows in part[part["steps"] == k].groupby("model"):
+            values = rows.set_index("part")["value"].reindex(order)
+            ax.plot(range(len(order)), values, marker="o", label=model)
+        ax.set_xticks(range(len(order)), order, rotation=30 if len(order) > 6 else 0)
+        ax.set(xlabel=label, title=f"{k} step{'s' if k != 1 else ''}" if k else "as given")
+    axes[0].set_ylabel(f"{benchmark} score (measured)")
+    axes[-1].legend(fontsize=7)
+    fig.suptitle(f"{benchmark}: by {label}", fontsize=10)
+    return _save(fig, path)
+
+
 def study_scatter(study: pd.DataFrame, x: str, correlation: dict[str, Any] | None,
                   path: Path, steps: int = 1) -> Path | None:
     """Encoder property against the MeanFlow probes' 1-step score; Spearman's rho on the plot."""

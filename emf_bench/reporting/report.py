@@ -8,47 +8,17 @@ autoescaping; measured values and paper references sit in separate, labelled col
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import io
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from emf_bench.reporting import collect, plots, verdict
-from emf_bench.storage import atomic_path, atomic_write_text, ensure_dir
+from emf_bench.reporting import collect, output, plots, verdict
+from emf_bench.storage import atomic_write_text, ensure_dir
 
 FAILED_PER_MODEL = 6
 SAMPLE_PROMPTS = 6
-
-
-def _data_uri(path_or_image) -> str:
-    if isinstance(path_or_image, (str, Path)):
-        data = Path(path_or_image).read_bytes()
-    else:
-        buffer = io.BytesIO()
-        path_or_image.save(buffer, format="PNG")
-        data = buffer.getvalue()
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def _write_table(table: pd.DataFrame, folder: Path, name: str) -> None:
-    with atomic_path(folder / f"{name}.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(folder / f"{name}.parquet") as tmp:
-        table.to_parquet(tmp, index=False)
-
-
-def _html_table(table: pd.DataFrame, floats: str = "{:.3f}") -> str:
-    if table.empty:
-        return ""
-    table = table.copy()
-    for column in table.columns:  # None in text columns reads "-" like NaN in numeric ones
-        if table[column].dtype == object:
-            table[column] = table[column].fillna("-")
-    return table.to_html(index=False, escape=True, na_rep="-", border=0, classes="data",
-                         float_format=lambda v: floats.format(v))
 
 
 def _with_intervals(table: pd.DataFrame, evals: list[collect.Evaluation]) -> pd.DataFrame:
@@ -95,7 +65,7 @@ def _samples(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
                                   if e.steps else "given")
             if images:
                 strips.append({"prompt": r["prompt"], "tag": r["tag"],
-                               "image": _data_uri(plots.sample_strip(images, labels))})
+                               "image": output.data_uri(plots.sample_strip(images, labels))})
         if strips:
             out.append({"model": model, "benchmark": benchmark, "strips": strips})
     return out
@@ -116,7 +86,7 @@ def _failures(evals: list[collect.Evaluation]) -> list[dict[str, Any]]:
             file = e.folder / r["image"]
             if file.exists():
                 panels.append({"prompt": r["prompt"], "reason": r["reason"],
-                               "image": _data_uri(plots.detections_overlay(
+                               "image": output.data_uri(plots.detections_overlay(
                                    read_image(file), r.get("detections", {}), r["reason"]))})
         if panels:
             out.append({"model": e.model, "benchmark": e.benchmark, "steps": e.steps,
@@ -150,20 +120,21 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
         if table.empty:
             missing.append(name)
         else:
-            _write_table(table, folder, name)
+            output.write_table(table, folder, name)
 
     figures: dict[str, str] = {}
     made = {
         "training": plots.training_curves(probe_items, folder / "training.png"),
         **{f"steps-{b}": plots.score_vs_steps(eval_tab, b, folder / f"steps-{b}.png")
            for b in sorted(eval_tab["benchmark"].unique())},
+        **_breakdowns(eval_tab, folder),
         **{f"study-{x}": plots.study_scatter(study, x, correlations[x],
                                              folder / f"study-{x}.png")
            for x in ("discriminability", "disentanglement") if not study.empty},
     }
     for key, path in made.items():
         if path is not None:
-            figures[key] = _data_uri(path)
+            figures[key] = output.data_uri(path)
 
     labels = sorted({_backend_label(e.summary) for e in evals})
     labels += sorted({f"discriminability image features: {f} (not DINOv3 on COCO)"
@@ -184,11 +155,11 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
         "invocations": manifest.get("invocations", []),
         "study_meta": _study_meta(run),
         "missing": missing,
-        "encoders": _html_table(encoders),
-        "probes": _html_table(probe_tab, "{:.4g}"),
-        "headline": _html_table(headline(study)),
+        "encoders": output.html_table(encoders),
+        "probes": output.html_table(probe_tab, "{:.4g}"),
+        "headline": output.html_table(headline(study)),
         "paper_ratio": paper_step_ratio() if not study.empty else "",
-        "evals": [(b, _html_table(_wide(eval_tab[eval_tab["benchmark"] == b])))
+        "evals": [(b, output.html_table(output.wide(eval_tab[eval_tab["benchmark"] == b])))
                   for b in sorted(eval_tab["benchmark"].unique())],
         "checks": verdict.checks(study, evals),
         "unfair": verdict.unequal_training(probe_tab),
@@ -197,13 +168,23 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
         "samples": _samples(evals),
         "failures": _failures(evals),
         "labels": labels,
-        "paper_geneval": _html_table(paper_geneval, "{:.2f}"),
+        "paper_geneval": output.html_table(paper_geneval, "{:.2f}"),
         "paper_source": reference.get("source", ""),
     }
-    html = render(context)
+    html = output.render(context)
     target = out or run / "report.html"
     atomic_write_text(target, html)
     return target
+
+
+def _breakdowns(eval_tab: pd.DataFrame, folder: Path) -> dict[str, Path | None]:
+    """Figures of the parts each benchmark declares (`breakdowns`: (metric prefix, label))."""
+    from emf_bench.evaluation.benchmarks import benchmark_class
+
+    return {f"parts-{b}-{prefix}": plots.breakdown(eval_tab, b, prefix, label,
+                                                   folder / f"{b}-by-{prefix}.png")
+            for b in sorted(eval_tab["benchmark"].unique())
+            for prefix, label in getattr(benchmark_class(b), "breakdowns", ())}
 
 
 def _backend_label(summary: dict[str, Any]) -> str:
@@ -247,28 +228,6 @@ def paper_step_ratio() -> str:
             f"{reference.get('source', 'the EMF paper')})")
 
 
-def _wide(table: pd.DataFrame) -> pd.DataFrame:
-    if table.empty:
-        return table
-    main = table[~table["metric"].str.startswith("L2 ")]
-    wide = main.pivot_table(index=["model", "steps", "backend"], columns="metric",
-                            values="value", sort=False).reset_index()
-    wide.columns.name = None
-    return wide.dropna(axis=1, how="all")
-
-
 def _study_meta(run: Path) -> dict[str, Any] | None:
     file = run / "study.json"
     return collect.read_json(file) if file.exists() else None
-
-
-def render(context: dict[str, Any], template: str = "report.html.j2") -> str:
-    """A report template with every value escaped (the comparison's too)."""
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("emf_bench.reporting", "templates"),
-        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-        undefined=jinja2.StrictUndefined)
-    # Tables come from DataFrame.to_html(escape=True): their cells are already escaped.
-    return env.get_template(template).render(**context)

@@ -260,3 +260,33 @@ def test_the_official_image_map_is_read_and_a_partial_one_refused(official, tiny
     assert summary["images"] == 3 and summary["errors"] == 0
     code, _, err = run_cli(capsys, *args, "--limit", "4")
     assert code == 2 and "lacks 1 of 4 prompts" in err and official[3].prompt in err
+
+
+def test_the_chat_vlm_answers_dpg_bench_labelled_not_official(tiny_vlm, exported, tmp_path,
+                                                              capsys):
+    import numpy as np
+    from tests_shared import run_cli
+
+    from emf_bench.evaluation.vqa import VLMYesNo, load_vqa
+
+    vqa = load_vqa(f"vlm:{tiny_vlm}", device="cpu")
+    assert isinstance(vqa, VLMYesNo) and not vqa.official and not vqa.describe()["official"]
+    image = np.random.default_rng(1).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+    questions = ["Is there a cat in the image?", "Is there a dog in the image?"]
+    p = vqa.yes_probability(image, questions)
+    probs = vqa.vlm.next_token_probs(image, [q + VLMYesNo.SUFFIX for q in questions])
+    first = vqa.vlm.first_token
+    for row, value in zip(probs, p, strict=True):  # the yes share of yes + no, tokens once
+        yes = sum(float(row[t]) for t in {first(s) for s in VLMYesNo.YES})
+        no = sum(float(row[t]) for t in {first(s) for s in VLMYesNo.NO})
+        assert value == pytest.approx(yes / (yes + no), rel=1e-5)
+    assert vqa.answer(image, questions) == ["yes" if v > 0.5 else "no" for v in p]
+    code, out, err = run_cli(capsys, "eval", "--images", exported / "dpg/images", "--benchmark",
+                             "world-dpg", "--vqa", f"vlm:{tiny_vlm}", "--limit", "2",
+                             "--device", "cpu", "--run-dir", tmp_path)
+    assert code == 0, err
+    assert "NOT the official" in " ".join(out.split())
+    summary = json.loads(next(tmp_path.glob("evals/*/world-dpg.first2/steps-0/summary.json"))
+                         .read_text())
+    assert summary["scorer"]["vqa"]["name"] == f"vlm:{tiny_vlm}"
+    assert summary["scorer"]["official"] is False

@@ -89,3 +89,35 @@ def test_every_results_file_carries_its_provenance(runs):
         assert "torch" in record["packages"]
     assert probe["provenance"]["precision"] in ("float32", "bfloat16")
     assert summary["suite"]["benchmark"] == "world-geneval"
+
+
+def test_runs_export_and_merge_into_a_results_tree(capsys, runs, tmp_path):
+    tree = tmp_path / "results"
+    code, out, err = run(capsys, "report", runs / "a", runs / "b", runs / "d", "--out",
+                         tmp_path / "x.html", "--results", tree)
+    assert code == 0, err
+    assert "results tree" in out
+    (model,) = tree.iterdir()
+    assert model.name == "probe-class-label-meanflow"
+    (folder,) = model.iterdir()
+    meta = json.loads((folder / "model_meta.json").read_text())
+    assert meta["kind"] == "probe" and meta["generator"]["weights"].startswith(folder.name)
+    full = json.loads((folder / "world-geneval.json").read_text())
+    assert full["schema_version"] == 1 and full["benchmark"] == "world-geneval"
+    assert len(full["entries"]) == 2  # a and b: other guidance and images a prompt
+    a = next(e for e in full["entries"] if e["key"]["settings"]["guidance"] != 2)
+    summary = json.loads(next((runs / "a").glob("evals/*/*/steps-1/summary.json")).read_text())
+    assert list(a["steps"]) == ["1", "2"] and not a["official"]
+    assert a["steps"]["1"]["overall"] == summary["overall"]
+    assert a["steps"]["1"]["provenance"] == summary["provenance"]
+    assert (folder / "world-geneval.colors.json").exists()  # a subset: a file of its own
+    before = (folder / "world-geneval.json").read_text()
+    again = tmp_path / "a"
+    shutil.copytree(runs / "a", again)  # a single run's report writes into its folder
+    code, _, err = run(capsys, "report", again, "--results", tree)  # merged, not repeated
+    assert code == 0, err
+    assert (folder / "world-geneval.json").read_text() == before
+    (folder / "world-geneval.json").write_text("{broken")
+    code, _, err = run(capsys, "report", again, "--results", tree)
+    assert code == 2 and "world-geneval.json is unreadable" in err
+    assert len(err.strip().splitlines()) == 1

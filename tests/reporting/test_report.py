@@ -45,6 +45,9 @@ def test_report_has_every_section_and_a_second_study_run_does_no_new_work(study_
     assert (run / "report/training.png").exists()
     assert (run / "report/steps-world-geneval2.png").exists()  # beside world-GenEval's
     assert "world-geneval2" in html and "soft_tifa_am" in html
+    for figure in ("world-geneval2-by-skill", "world-geneval2-by-atoms", "world-dpg-by-L1"):
+        assert (run / f"report/{figure}.png").exists(), figure  # per part, from the benchmark
+        assert f"parts-{figure.replace('-by-', '-')}" in html
     assert "curriculum" in (run / "report/probes.csv").read_text().splitlines()[0]
 
 
@@ -161,3 +164,20 @@ def test_figures_leave_the_process_matplotlib_backend_alone(tmp_path):
         assert matplotlib.get_backend() == "pdf"
     finally:
         matplotlib.use(before)
+
+
+def test_breakdown_figures_need_their_metrics(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from emf_bench.reporting import plots
+
+    rows = [{"benchmark": "geneval2", "model": m, "steps": k, "metric": f"atoms {a}",
+             "value": 10.0 * a / k} for m in ("a", "b") for k in (1, 4) for a in (10, 3, 4)]
+    table = pd.DataFrame(rows)
+    assert plots.breakdown(table, "geneval2", "skill", "skill", tmp_path / "s.png") is None
+    assert plots.breakdown(table, "dpg", "atoms", "atoms", tmp_path / "d.png") is None
+    one = plots.breakdown(table[table["steps"] == 1], "geneval2", "atoms", "atomicity",
+                          tmp_path / "one.png")
+    two = plots.breakdown(table, "geneval2", "atoms", "atomicity", tmp_path / "two.png")
+    assert Image.open(two).width > Image.open(one).width  # a panel per step count

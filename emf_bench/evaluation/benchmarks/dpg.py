@@ -125,6 +125,9 @@ class DPGBenchmark:
             item_rows.sort(key=lambda r: r["tile"])
         return rules_.summarize(self.items, tiles, self.official_compat)
 
+    # the report plots these metrics by part: (metric prefix, what the parts are)
+    breakdowns = (("L1", "category"),)
+
     @staticmethod
     def metrics(summary: dict[str, Any]) -> dict[str, float]:
         return {"overall": summary["overall"],
@@ -148,6 +151,7 @@ class DPGBenchmark:
 
         name = options.vqa or ("world-oracle" if self.name.startswith("world-") else None)
         if name is None:
-            raise EmfBenchError(f"--benchmark {self.name} needs --vqa hf:<model> or --vqa mplug "
-                                f"(DPG-Bench's mPLUG-large via modelscope)")
+            raise EmfBenchError(f"--benchmark {self.name} needs --vqa mplug (DPG-Bench's "
+                                f"mPLUG-large via modelscope), --vqa vlm:<chat VLM> or "
+                                f"--vqa hf:<model>")
         return Scorer(vqa=load_vqa(name, world, options.device))

@@ -167,6 +167,9 @@ class GenEval2Benchmark:
                    compat=self.compat)
         return out
 
+    # the report plots these metrics by part: (metric prefix, what the parts are)
+    breakdowns = (("skill", "skill"), ("atoms", "atomicity (atoms in the prompt)"))
+
     @staticmethod
     def metrics(summary: dict[str, Any]) -> dict[str, float]:
         return {"overall": summary["soft_tifa_gm"], "soft_tifa_am": summary["soft_tifa_am"],
