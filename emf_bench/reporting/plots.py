@@ -71,7 +71,7 @@ def score_vs_steps(table: pd.DataFrame, benchmark: str, path: Path,
     return _save(fig, path)
 
 
-def breakdown(table: pd.DataFrame, benchmark: str, prefix: str, label: str,
+def breakdown(table: pd.DataFrame, benchmark: str, prefix: str, label: str, value: str,
               path: Path) -> Path | None:
     """A benchmark's scores by part (metrics named "<prefix> <part>": GenEval 2's skills or
     atomicity), one panel per step count, one line per model."""
@@ -92,7 +92,7 @@ def breakdown(table: pd.DataFrame, benchmark: str, prefix: str, label: str,
             ax.plot(range(len(order)), values, marker="o", label=model)
         ax.set_xticks(range(len(order)), order, rotation=30 if len(order) > 6 else 0)
         ax.set(xlabel=label, title=f"{k} step{'s' if k != 1 else ''}" if k else "as given")
-    axes[0].set_ylabel(f"{benchmark} score (measured)")
+    axes[0].set_ylabel(f"{value} (measured)")
     axes[-1].legend(fontsize=7)
     fig.suptitle(f"{benchmark}: by {label}", fontsize=10)
     return _save(fig, path)

@@ -178,13 +178,14 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
 
 
 def _breakdowns(eval_tab: pd.DataFrame, folder: Path) -> dict[str, Path | None]:
-    """Figures of the parts each benchmark declares (`breakdowns`: (metric prefix, label))."""
+    """Figures of the parts each benchmark declares (`breakdowns`: (metric prefix, parts,
+    value))."""
     from emf_bench.evaluation.benchmarks import benchmark_class
 
-    return {f"parts-{b}-{prefix}": plots.breakdown(eval_tab, b, prefix, label,
+    return {f"parts-{b}-{prefix}": plots.breakdown(eval_tab, b, prefix, parts, value,
                                                    folder / f"{b}-by-{prefix}.png")
             for b in sorted(eval_tab["benchmark"].unique())
-            for prefix, label in getattr(benchmark_class(b), "breakdowns", ())}
+            for prefix, parts, value in getattr(benchmark_class(b), "breakdowns", ())}
 
 
 def _backend_label(summary: dict[str, Any]) -> str:

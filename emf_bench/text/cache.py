@@ -138,6 +138,14 @@ class EncodedTexts:
     weights: str
 
 
+def _my_share(texts: list[str], size: int) -> list[str]:
+    """This rank's texts: whole length-sorted batches dealt to ranks, so every text lands in
+    exactly the padded batch one process would have put it in (features match bit for bit)."""
+    ordered = sorted(texts, key=len)
+    batches = [ordered[i:i + size] for i in range(0, len(ordered), size)]
+    return [t for b in batches[distributed.rank()::distributed.world_size()] for t in b]
+
+
 def encode_texts(card: EncoderCard, texts: Sequence[str], cache: FeatureCache | None,
                  need_tokens: bool = False, device: str | None = "cpu", batch_size: int = 32,
                  encoder=None, flush_every: int = 2048) -> EncodedTexts:
@@ -155,14 +163,16 @@ def encode_texts(card: EncoderCard, texts: Sequence[str], cache: FeatureCache | 
     memory: dict[str, tuple[torch.Tensor, bool, torch.Tensor | None]] = {}
     missing = store.missing(unique, need_tokens) if store is not None else unique
     if missing:
-        # Deal whole length-sorted batches to ranks: every text lands in exactly the padded
-        # batch one process would have put it in, so features match one process bit for bit.
-        size = encoder.batch_size if encoder is not None else batch_size
-        ordered = sorted(missing, key=len)
-        batches = [ordered[i:i + size] for i in range(0, len(ordered), size)]
-        mine = [t for b in batches[distributed.rank()::distributed.world_size()] for t in b]
+        mine = _my_share(missing, encoder.batch_size if encoder is not None else batch_size)
         if mine and encoder is None:
             encoder = load_encoder(card, device=device, batch_size=batch_size)
+            resolved = weights_signature(card)
+            if resolved != signature and store is not None and distributed.world_size() == 1:
+                # a Hub model fetched just now has its commit: its features go under that key
+                # (where the next run looks), and what is there already is reused
+                signature, store = resolved, cache.store(card, resolved)
+                missing = store.missing(unique, need_tokens)
+                mine = _my_share(missing, encoder.batch_size)
         pending: list[tuple[str, torch.Tensor, bool, torch.Tensor | None]] = []
 
         def flush() -> None:

@@ -46,7 +46,9 @@ def hf_load(loader: Callable[..., Any], card: EncoderCard, what: str = "model",
     except EmfBenchError:
         raise
     except Exception as err:  # transformers / huggingface_hub raise many types for the same cause
-        raise EmfBenchError(f"encoder {card.name!r}: cannot load {what} {source!r}: "
+        at = f" at revision {card.revision}" if card.revision and not is_local_path(source) \
+            else ""
+        raise EmfBenchError(f"encoder {card.name!r}: cannot load {what} {source!r}{at}: "
                             f"{_explain(err)}") from None
     if not report:
         return loaded

@@ -175,9 +175,9 @@ def test_breakdown_figures_need_their_metrics(tmp_path):
     rows = [{"benchmark": "geneval2", "model": m, "steps": k, "metric": f"atoms {a}",
              "value": 10.0 * a / k} for m in ("a", "b") for k in (1, 4) for a in (10, 3, 4)]
     table = pd.DataFrame(rows)
-    assert plots.breakdown(table, "geneval2", "skill", "skill", tmp_path / "s.png") is None
-    assert plots.breakdown(table, "dpg", "atoms", "atoms", tmp_path / "d.png") is None
-    one = plots.breakdown(table[table["steps"] == 1], "geneval2", "atoms", "atomicity",
+    assert plots.breakdown(table, "geneval2", "skill", "skill", "x", tmp_path / "s.png") is None
+    assert plots.breakdown(table, "dpg", "atoms", "atoms", "x", tmp_path / "d.png") is None
+    one = plots.breakdown(table[table["steps"] == 1], "geneval2", "atoms", "atomicity", "GM",
                           tmp_path / "one.png")
-    two = plots.breakdown(table, "geneval2", "atoms", "atomicity", tmp_path / "two.png")
+    two = plots.breakdown(table, "geneval2", "atoms", "atomicity", "GM", tmp_path / "two.png")
     assert Image.open(two).width > Image.open(one).width  # a panel per step count

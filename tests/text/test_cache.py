@@ -47,6 +47,27 @@ def test_changed_weights_in_a_local_folder_are_a_new_fingerprint(card_for, cache
         os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def test_a_hub_model_fetched_on_first_load_caches_under_its_commit(monkeypatch, cache):
+    """Before the first download a Hub model's signature is the revision asked for ("main");
+    after loading it is the snapshot's commit. Features go under the commit, where the next
+    run (which knows the commit from the start) looks."""
+    import emf_bench.text.registry as registry
+
+    card = EncoderRegistry.load().card("bag-of-words")
+    loaded = []
+    real_load = registry.load_encoder
+    monkeypatch.setattr(registry, "weights_signature",
+                        lambda c: "hub:x@abc123" if loaded else "hub:x@main")
+    monkeypatch.setattr(registry, "load_encoder",
+                        lambda *a, **k: loaded.append(1) or real_load(*a, **k))
+    first = encode_texts(card, TEXTS[:2], cache)
+    assert first.computed == 2 and first.weights == "hub:x@abc123"
+    second = encode_texts(card, TEXTS, cache)  # the commit known from the start now
+    assert (second.computed, second.cached) == (1, 2) and len(loaded) == 2
+    assert second.fingerprint == first.fingerprint
+    assert torch.equal(second.pooled[:2], first.pooled)
+
+
 def test_tokens_are_computed_when_first_only_pooled_was_cached(card_for, cache):
     card = card_for("transformers-clip", "clip")
     encode_texts(card, TEXTS, cache)

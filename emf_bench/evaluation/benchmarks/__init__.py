@@ -22,8 +22,8 @@ point in the group `emf_bench.benchmarks`).
       metrics(summary)                    name -> value, for the long-form table
       table(summaries)                    columns and rows for the terminal
       make_scorer(options, world)         the default or chosen backend for this benchmark
-      breakdowns (optional)               (metric prefix, label) pairs: the report plots
-                                          those metrics by part (GenEval 2: skill, atoms)
+      breakdowns (optional)               (metric prefix, parts, value) labels: the report
+                                          plots those metrics by part (GenEval 2: skill, atoms)
 """
 
 from __future__ import annotations

@@ -125,8 +125,8 @@ class DPGBenchmark:
             item_rows.sort(key=lambda r: r["tile"])
         return rules_.summarize(self.items, tiles, self.official_compat)
 
-    # the report plots these metrics by part: (metric prefix, what the parts are)
-    breakdowns = (("L1", "category"),)
+    # the report plots these metrics by part: (metric prefix, the parts, the value)
+    breakdowns = (("L1", "category", "score x 100"),)
 
     @staticmethod
     def metrics(summary: dict[str, Any]) -> dict[str, float]:

@@ -167,8 +167,9 @@ class GenEval2Benchmark:
                    compat=self.compat)
         return out
 
-    # the report plots these metrics by part: (metric prefix, what the parts are)
-    breakdowns = (("skill", "skill"), ("atoms", "atomicity (atoms in the prompt)"))
+    # the report plots these metrics by part: (metric prefix, the parts, the value)
+    breakdowns = (("skill", "skill", "mean answer probability x 100"),
+                  ("atoms", "atomicity (atoms in the prompt)", "Soft-TIFA GM x 100"))
 
     @staticmethod
     def metrics(summary: dict[str, Any]) -> dict[str, float]:
