@@ -30,6 +30,15 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _lines(part: pd.DataFrame) -> pd.DataFrame:
+    """One line per model, and a partial run (`--tags`, `--limit`) of it a line of its own."""
+    if "subset" not in part:
+        return part.assign(line=part["model"])
+    partial = part["subset"].fillna("all prompts") != "all prompts"
+    return part.assign(line=part["model"].where(~partial, part["model"] + " [" +
+                                                part["subset"].fillna("") + "]"))
+
+
 def training_curves(probes, path: Path) -> Path | None:
     """Loss (log scale) and images/s against training minutes, one line per probe."""
     probes = [p for p in probes if len(p.log)]
@@ -56,7 +65,7 @@ def score_vs_steps(table: pd.DataFrame, benchmark: str, path: Path,
     if part.empty:
         return None
     fig, ax = _figure()
-    for model, rows in part.groupby("model"):
+    for model, rows in _lines(part).groupby("line"):
         rows = rows.sort_values("steps")
         ax.plot(rows["steps"], rows["value"], marker="o", label=model)
         if {"low", "high"} <= set(rows) and rows["low"].notna().all():
@@ -87,7 +96,7 @@ def breakdown(table: pd.DataFrame, benchmark: str, prefix: str, label: str, valu
     fig, axes = _figure(min(3.6 * len(steps), 12.0), 3.6, columns=len(steps))
     axes = np.atleast_1d(axes)
     for ax, k in zip(axes, steps, strict=True):
-        for model, rows in part[part["steps"] == k].groupby("model"):
+        for model, rows in _lines(part[part["steps"] == k]).groupby("line"):
             values = rows.set_index("part")["value"].reindex(order)
             ax.plot(range(len(order)), values, marker="o", label=model)
         ax.set_xticks(range(len(order)), order, rotation=30 if len(order) > 6 else 0)

@@ -181,3 +181,7 @@ def test_breakdown_figures_need_their_metrics(tmp_path):
                           tmp_path / "one.png")
     two = plots.breakdown(table, "geneval2", "atoms", "atomicity", "GM", tmp_path / "two.png")
     assert Image.open(two).width > Image.open(one).width  # a panel per step count
+    partial = table[table["model"] == "a"].assign(subset="PARTIAL: 3 of 9 prompts")
+    both = pd.concat([table.assign(subset="all prompts"), partial])  # a full and a partial run
+    assert plots.breakdown(both, "geneval2", "atoms", "atomicity", "GM", tmp_path / "p.png")
+    assert plots.score_vs_steps(both.assign(metric="overall"), "geneval2", tmp_path / "q.png")
