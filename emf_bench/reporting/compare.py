@@ -67,10 +67,29 @@ def _origin(summary: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]
             "provenance": "from the run's manifest (file predates provenance)"}
 
 
+def read_results_file(file: Path, problems: list[str]) -> dict[str, Any] | None:
+    """A results file (summary, scores) of this schema or older, or None with the reason in
+    `problems` (unreadable, or of a newer schema)."""
+    from emf_bench.rundir import RESULTS_SCHEMA
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        problems.append(f"{file}: unreadable ({type(err).__name__}: {err})")
+        return None
+    version = (data.get("provenance") or {}).get("schema_version", 0) \
+        if isinstance(data, dict) else None
+    if not isinstance(version, int) or version > RESULTS_SCHEMA:
+        problems.append(f"{file}: results schema {version!r} is newer than this emf-bench "
+                        f"reads ({RESULTS_SCHEMA}); upgrade to include it")
+        return None
+    return data
+
+
 def read_runs(runs: list[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]], list[str]]:
     """(long table, per-run descriptions, problems) over the run directories."""
     from emf_bench.evaluation.runner import summary_table
-    from emf_bench.rundir import RESULTS_SCHEMA, read_manifest
+    from emf_bench.rundir import read_manifest
 
     frames, described, problems = [], [], []
     names = _run_names(runs)
@@ -82,13 +101,10 @@ def read_runs(runs: list[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]], lis
             continue
         count = 0
         for file in sorted(Path(run).glob("evals/*/*/steps-*/summary.json")):
+            summary = read_results_file(file, problems)
+            if summary is None:
+                continue
             try:
-                summary = json.loads(file.read_text(encoding="utf-8"))
-                version = (summary.get("provenance") or {}).get("schema_version", 0)
-                if not isinstance(version, int) or version > RESULTS_SCHEMA:
-                    problems.append(f"{file}: results schema {version!r} is newer than this "
-                                    f"emf-bench reads ({RESULTS_SCHEMA}); upgrade to include it")
-                    continue
                 table = summary_table([summary])
             except (OSError, ValueError, KeyError, TypeError, EmfBenchError) as err:
                 problems.append(f"{file}: unreadable ({type(err).__name__}: {err})")

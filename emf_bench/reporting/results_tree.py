@@ -42,9 +42,8 @@ def revision(description: dict[str, Any]) -> str:
 
 def _entry_key(summary: dict[str, Any]) -> dict[str, Any]:
     """What two summaries share when their scores belong in one entry."""
-    settings = dict(summary.get("settings") or {})
     return {"scorer": summary.get("scorer"), "suite": summary.get("suite"),
-            "subset": summary.get("subset"), "settings": settings}
+            "subset": summary.get("subset"), "settings": summary.get("settings") or {}}
 
 
 def _read(file: Path) -> dict[str, Any] | None:
@@ -82,27 +81,11 @@ def _merge(file: Path, head: dict[str, Any], summaries: list[dict[str, Any]]) ->
     atomic_write_json(file, data)
 
 
-def _readable(file: Path, problems: list[str]) -> dict[str, Any] | None:
-    """A results file, or None with the reason in `problems` (broken, or a newer schema)."""
-    from emf_bench.rundir import RESULTS_SCHEMA
-
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        problems.append(f"{file}: unreadable ({err})")
-        return None
-    version = (data.get("provenance") or {}).get("schema_version", 0)
-    if not isinstance(version, int) or version > RESULTS_SCHEMA:
-        problems.append(f"{file}: results schema {version!r} is newer than this emf-bench "
-                        f"reads ({RESULTS_SCHEMA})")
-        return None
-    return data
-
-
 def export(runs: list[Path], out: Path) -> tuple[list[Path], list[str]]:
     """Write (or merge into) the results tree at `out` from the runs' evaluation summaries and
     encoder scores; return the files written and what could not be read."""
     from emf_bench.evaluation.runner import generator_identity, model_slug
+    from emf_bench.reporting.compare import read_results_file
     from emf_bench.storage import atomic_write_json, ensure_dir
 
     tasks: dict[Path, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
@@ -110,26 +93,28 @@ def export(runs: list[Path], out: Path) -> tuple[list[Path], list[str]]:
     problems: list[str] = []
     for run in runs:
         for file in sorted(Path(run).glob("evals/*/*/steps-*/summary.json")):
-            s = _readable(file, problems)
+            s = read_results_file(file, problems)
             if s is None:
                 continue
             generator = s.get("generator") or {"name": s["model"]}
-            folder = out / model_slug(s["model"]) / revision(generator)
+            rev = revision(generator)
+            folder = out / model_slug(s["model"]) / rev
             metas[folder] = {"schema_version": TREE_SCHEMA, "name": s["model"],
-                             "kind": generator.get("kind"), "revision": revision(generator),
+                             "kind": generator.get("kind"), "revision": rev,
                              "generator": generator_identity(generator)}  # no paths
             suffix = (s.get("subset") or {}).get("suffix", "")
             task = folder / f"{model_slug(s['benchmark'])}{suffix}.json"
             tasks.setdefault(task, ({"model": s["model"], "benchmark": s["benchmark"],
-                                     "revision": revision(generator)}, []))[1].append(s)
+                                     "revision": rev}, []))[1].append(s)
         for file in sorted(Path(run).glob("encoders/*/scores.json")):
-            s = _readable(file, problems)
+            s = read_results_file(file, problems)
             if s is None:
                 continue
-            folder = out / model_slug(s["encoder"]) / revision({"weights": s.get("weights")})
+            rev = revision({"weights": s.get("weights")})
+            folder = out / model_slug(s["encoder"]) / rev
             metas[folder] = {"schema_version": TREE_SCHEMA, "name": s["encoder"],
-                             "kind": "encoder", "revision": revision({"weights": s.get(
-                                 "weights")}), "card": s.get("card"), "weights": s.get("weights")}
+                             "kind": "encoder", "revision": rev, "card": s.get("card"),
+                             "weights": s.get("weights")}
             tasks[folder / "encoder_scores.json"] = ({}, [s])
     if not metas:
         raise EmfBenchError("nothing to export: no evaluation summaries or encoder scores in "
