@@ -2,10 +2,11 @@
 
 Stages, each resumable (a second run after an interruption does only the missing work):
 encoder scores -> MeanFlow probes per encoder (and a flow-matching baseline) -> world-GenEval and
-world-DPG at several step counts -> the HTML report. `study.json` records the profile, the
-stages' wall times and the host; the manifest records the command. Times add up over the runs
-that made a study (an interrupted run and the ones that resumed it): `study-time.json` keeps
-the ledger, written after every stage.
+world-DPG at several step counts -> the HTML report. On a CPU the probes train and evaluate side
+by side, one per core (side_by_side.py); elsewhere one after another. `study.json` records the
+profile, the stages' wall times and the host; the manifest records the command. Times add up
+over the runs that made a study (an interrupted run and the ones that resumed it):
+`study-time.json` keeps the ledger, written after every stage.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class Study:
     device: str = "auto"
     cache_dir: Path | None = None
     seed: int = 0
-    jobs: int = 1  # probes trained at once, each in its own process (a GPU's idle share)
+    jobs: int | None = None  # probes at once, each in its own process (None: side_by_side's)
     precision: str = TrainConfig.precision
     threads: int | None = None  # intra-op threads for training (None: the physical cores)
     timings: dict[str, float] = field(default_factory=dict)  # this run's stages
@@ -177,10 +178,13 @@ class Study:
         self._timed("encoder scores", self.score, scored, cache)
         estimate = self.estimate(probes)
         stage(estimate["line"])
-        if self.jobs > 1 and len(probes) > 1:
-            stage(f"2-{1 + len(probes)}/{total} training {len(probes)} probes, "
-                  f"{min(self.jobs, len(probes))} at a time ({self.profile.budget} each)")
-            folders = self._timed("probes", self.train_side_by_side, probes)
+        jobs = self.side_jobs(len(probes))
+        if jobs > 1:
+            stage(f"2-{total}/{total} training and evaluating {len(probes)} probes, {jobs} at "
+                  f"a time ({self.profile.budget} each; steps "
+                  f"{', '.join(map(str, self.profile.steps))})")
+            self._timed("probes and evaluation, side by side", self.side_by_side, probes,
+                        estimate)
         else:
             folders = []
             for i, (encoder, objective) in enumerate(probes, start=2):
@@ -189,12 +193,12 @@ class Study:
                 after = sum(estimate["probes"][i - 1:]) + estimate["evaluation"]
                 folders.append(self._timed("probes", self.train, encoder, objective, cache,
                                            after))
-        for i, folder in enumerate(folders, start=2 + len(probes)):
-            stage(f"{i}/{total} evaluating {folder.parent.name}/{folder.name} at steps "
-                  f"{', '.join(map(str, self.profile.steps))}")
-            self._timed("evaluation", self.evaluate, folder, cache)
+            for i, folder in enumerate(folders, start=2 + len(probes)):
+                stage(f"{i}/{total} evaluating {folder.parent.name}/{folder.name} at steps "
+                      f"{', '.join(map(str, self.profile.steps))}")
+                self._timed("evaluation", self.evaluate, folder, cache)
         return {"scored": scored, "probes": [f"{e}/{o}" for e, o in probes],
-                "estimated_seconds": round(estimate["seconds"], 1)}
+                "estimated_seconds": round(estimate["seconds"], 1), "jobs": jobs}
 
     def score(self, names: list[str], cache) -> None:
         from emf_bench.analysis.scoring import ScoreConfig, score_encoders
@@ -222,29 +226,35 @@ class Study:
         from emf_bench.probe.config import parse_budget
         from emf_bench.probe.precision import check_threads, resolve_precision
         from emf_bench.probe.speed import probe_seconds, step_seconds
+        from emf_bench.side_by_side import makespan, worker_threads
         from emf_bench.text.base import resolve_device
 
         device = resolve_device(self.device)
         precision = resolve_precision(self.precision, device)
-        torch.set_num_threads(check_threads(self.threads))
+        jobs = self.side_jobs(len(probes))
+        threads = worker_threads(jobs, self.threads) if jobs > 1 else check_threads(self.threads)
+        torch.set_num_threads(threads)  # measured as the probes will train (workers: their share)
         kind, budget = parse_budget(self.profile.budget)
         per_step = step_seconds(self.train_config("meanflow"), 256, device, precision)
         seconds = [budget if kind == "seconds" else
                    probe_seconds(self.train_config(objective), int(budget), per_step)
                    for _, objective in probes]
-        if self.jobs > 1 and len(probes) > 1:  # side by side: measured alone, so a bound
-            seconds = [s / min(self.jobs, len(probes)) for s in seconds]
         sources = Sources(world=self.world)
         images = sum(len(load_benchmark(s, sources)) * self.images_per_prompt(s)
                      for s in STUDY_BENCHMARKS)
-        evaluation = len(probes) * images * sum(self.profile.steps) * per_step["sample"]
+        each = images * sum(self.profile.steps) * per_step["sample"]  # one probe's evaluation
+        evaluation = len(probes) * each
         total = sum(seconds) + evaluation
+        if jobs > 1:  # side by side: the pool's schedule (alone on a core, as measured)
+            total = makespan([s + each for s in seconds], jobs)
         how = (f"{self.profile.budget} each" if kind == "seconds" else
                f"{int(budget)} steps each; measured here: {per_step['meanflow']:.2f} s a "
                f"MeanFlow step, {per_step['flow-matching']:.2f} s a flow-matching step, "
-               f"{precision}, {torch.get_num_threads()} threads")
-        return {"probes": seconds, "evaluation": evaluation, "seconds": total,
-                "line": f"estimated time: {total / 60:.1f} min ({len(probes)} probes, "
+               f"{precision}, {threads} thread{'s' * (threads > 1)}")
+        side = f", {jobs} at a time" if jobs > 1 else ""
+        return {"probes": seconds, "evaluation": evaluation, "each_evaluation": each,
+                "seconds": total,
+                "line": f"estimated time: {total / 60:.1f} min ({len(probes)} probes{side}, "
                         f"{sum(seconds) / 60:.1f} min of training at {how}; evaluation "
                         f"{evaluation / 60:.1f} min)"}
 
@@ -264,59 +274,32 @@ class Study:
         trainer.train(resume=True, study_after=after)
         return folder
 
-    def train_side_by_side(self, probes: list[tuple[str, str]]) -> list[Path]:
-        """Train the probes `jobs` at a time in spawned processes (CUDA needs spawn), each
-        with its share of the CPU threads, and return their folders in `probes` order. A
-        worker's error stops the study with that error; so do an interrupt and a killed worker,
-        and the other workers are ended (their last checkpoints stay; a re-run resumes)."""
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-        from concurrent.futures.process import BrokenProcessPool
+    def side_jobs(self, probes: int) -> int:
+        from emf_bench.side_by_side import auto_jobs
 
-        from emf_bench.progress import stage
+        return auto_jobs(self.jobs, probes, self.device, self.threads)
 
-        jobs = min(self.jobs, len(probes))
-        from emf_bench.probe.precision import physical_cores
+    def side_by_side(self, probes: list[tuple[str, str]], estimate: dict[str, Any]
+                     ) -> list[Path]:
+        """Train and evaluate the probes `side_jobs` at a time (side_by_side.py)."""
+        from emf_bench.side_by_side import run_side_by_side, worker_threads
 
-        threads = max(1, (self.threads or physical_cores()) // jobs)
+        jobs = self.side_jobs(len(probes))
+        threads = worker_threads(jobs, self.threads)
         fields = {"profile": self.profile, "run_path": self.run_path, "world": self.world,
                   "encoders_dirs": self.encoders_dirs, "device": self.device,
                   "cache_dir": self.cache_dir, "seed": self.seed,
                   "precision": self.precision, "threads": threads}
-        pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _worker_setup,
-                                   (threads,))
-        finished = False
-        try:
-            futures = {pool.submit(_train_in_worker, fields, *probe): probe for probe in probes}
-            folders, pending = {}, set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    encoder, objective = probe = futures[future]
-                    try:
-                        folders[probe] = future.result()  # a worker's error is raised here
-                    except BrokenProcessPool:
-                        raise EmfBenchError(
-                            f"a probe process died while training the {objective} probe of "
-                            f"{encoder} (killed, or out of memory?); finished probes are kept "
-                            f"and a re-run resumes the rest") from None
-                    stage(f"   {encoder} {objective} probe trained "
-                          f"({len(folders)} of {len(probes)})")
-            finished = True
-        finally:
-            if not finished:  # an error or an interrupt: end the probes still training
-                processes = getattr(pool, "_processes", None) or {}
-                for process in list(processes.values()):
-                    process.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
-        return [folders[probe] for probe in probes]
+        estimates = [(s, estimate["each_evaluation"]) for s in estimate["probes"]]
+        return run_side_by_side(fields, probes, jobs, threads, estimates)
 
     def evaluate(self, folder: Path, cache) -> None:
         from emf_bench.evaluation.benchmarks import BackendOptions, Sources, load_benchmark
         from emf_bench.evaluation.runner import EvalSettings, StepSweep
         from emf_bench.generators.probe import ProbeGenerator
 
-        generator = ProbeGenerator(folder, device=self.device, cache=cache)
+        generator = ProbeGenerator(folder, device=self.device, cache=cache,
+                                   precision=self.precision)
         settings = EvalSettings(images_per_prompt=self.profile.images_per_prompt,
                                 seed=self.seed, guidance=self.profile.guidance)
         sources = Sources(world=self.world)
@@ -331,26 +314,6 @@ class Study:
     def images_per_prompt(self, benchmark: str) -> int:
         return min(self.profile.images_per_prompt,
                    STUDY_IMAGES_PER_PROMPT.get(benchmark, self.profile.images_per_prompt))
-
-
-def _worker_setup(threads: int) -> None:
-    """A side-by-side probe worker: quiet (the parent reports), its share of the threads,
-    and Ctrl-C left to the parent, which ends the workers."""
-    import os
-    import signal
-
-    import torch
-
-    os.environ["EMF_BENCH_QUIET"] = "1"
-    torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _train_in_worker(fields: dict[str, Any], encoder: str, objective: str) -> Path:
-    from emf_bench.text.cache import FeatureCache
-
-    study = Study(**fields)
-    return study.train(encoder, objective, FeatureCache(study.cache_dir))
 
 
 DEFAULT_PROFILE = "quick"  # what `emf-bench run` runs

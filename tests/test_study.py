@@ -19,7 +19,8 @@ def test_a_longer_budget_trains_further_and_replaces_the_evaluations(study_run, 
 
     run = tmp_path / "run"
     shutil.copytree(study_run[0], run)
-    study = Study(replace(TINY, budget="5steps"), run, study_run[1].world, device="cpu")
+    study = Study(replace(TINY, budget="5steps"), run, study_run[1].world, device="cpu",
+                  jobs=1)
     study.encoders = study_run[1].encoders
     study.run()
     settings = sorted(run.glob("evals/probe-*/*/settings.json"))
@@ -43,7 +44,7 @@ def test_a_probe_from_other_settings_stops_the_study_with_its_way_out(study_run,
     # a probe trained before --tangent existed (its checkpoint has no "tangent": "sample")
     copy_with_train_settings(study_run, run, "class-label/meanflow",
                              lambda train: train.pop("tangent"))
-    study = Study(TINY, run, study_run[1].world, device="cpu")
+    study = Study(TINY, run, study_run[1].world, device="cpu", jobs=1)
     study.encoders = study_run[1].encoders
     with pytest.raises(EmfBenchError, match=r"other training settings \(tangent\): it was "
                        r"trained with tangent='sample', this run asks for tangent='model'; run "
@@ -108,10 +109,11 @@ def test_an_interrupt_ends_the_side_by_side_probe_processes(study_run, tmp_path,
     saved = sorted(run.glob("probes/*/*/latest.json"))  # what a re-run resumes from
     assert saved and all(json.loads(f.read_text())["step"] >= 250 for f in saved)
     ledger = json.loads((run / "study-time.json").read_text())  # the interrupted run's time
-    assert ledger["runs"] == 1 and ledger["stages"]["probes"] > 0
+    side = "probes and evaluation, side by side"
+    assert ledger["runs"] == 1 and ledger["stages"][side] > 0
     resumed = Study(TINY, run, study_run[1].world, device="cpu").times()
     assert resumed["runs"] == 2 and resumed["seconds"] >= ledger["seconds"]
-    assert resumed["stages"]["probes"] == ledger["stages"]["probes"]
+    assert resumed["stages"][side] == ledger["stages"][side]
 
 
 def test_an_unreadable_time_ledger_is_a_note_not_a_stop(tmp_path):
@@ -157,9 +159,31 @@ def test_the_estimate_counts_steps_by_measured_step_times_and_time_budgets_as_gi
 
     probes = [("class-label", "meanflow"), ("class-label", "flow-matching")]
     by_time = Study(replace(TINY, budget="90s"), tmp_path, WorldConfig().to_dict(),
-                    device="cpu").estimate(probes)
+                    device="cpu", jobs=1).estimate(probes)
     assert by_time["probes"] == [90.0, 90.0] and "90s each" in by_time["line"]
     by_steps = Study(replace(TINY, budget="100steps"), tmp_path, WorldConfig().to_dict(),
-                     device="cpu").estimate(probes)
+                     device="cpu", jobs=1).estimate(probes)
     assert all(s > 0 for s in by_steps["probes"]) and "100 steps each" in by_steps["line"]
     assert by_steps["seconds"] == sum(by_steps["probes"]) + by_steps["evaluation"]
+    # side by side: the longest worker's share, each probe with its own evaluation
+    side = Study(replace(TINY, budget="100steps"), tmp_path, WorldConfig().to_dict(),
+                 device="cpu", jobs=2, threads=2).estimate(probes)
+    each = side["each_evaluation"]
+    assert "2 at a time" in side["line"] and "1 thread;" in side["line"]
+    assert side["seconds"] == max(s + each for s in side["probes"])
+
+
+def test_side_by_side_jobs_and_their_schedule(monkeypatch):
+    from emf_bench import side_by_side
+    from emf_bench.probe import precision
+
+    monkeypatch.setattr(precision, "physical_cores", lambda: 4)
+    assert side_by_side.auto_jobs(None, 5, "cpu", None) == 4  # one probe per core
+    assert side_by_side.auto_jobs(None, 3, "cpu", None) == 3  # no more than the probes
+    assert side_by_side.auto_jobs(None, 5, "cpu", 2) == 2  # --threads 2: two cores a probe
+    assert side_by_side.auto_jobs(3, 5, "cpu", None) == 3  # --jobs as given
+    assert side_by_side.worker_threads(3, None) == 1 and side_by_side.worker_threads(2, None) == 2
+    # a pool of two takes them in order, each as soon as a worker is free
+    assert side_by_side.makespan([10, 10, 10, 10, 5], 2) == 25
+    assert side_by_side.makespan([5, 10, 10], 2) == 15
+    assert side_by_side.makespan([3, 4], 1) == 7

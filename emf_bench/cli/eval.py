@@ -223,7 +223,7 @@ def make_generator(kind: str, spec: str, run_path: Path, common: Common, name,
         from emf_bench.generators.probe import ProbeGenerator
 
         return ProbeGenerator(resolve_probe(spec, run_path), device=common.device,
-                              cache=common.cache())
+                              cache=common.cache(), precision=common.precision)
     if kind == "folder":
         from emf_bench.generators.folder import FolderGenerator
 
@@ -302,4 +302,4 @@ def print_results(results: list[dict], run_path: Path) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("eval")(world_options(common_options(
-        "device", "cache_dir", "offline", "run_dir", "seed")(eval_command)))
+        "device", "precision", "cache_dir", "offline", "run_dir", "seed")(eval_command)))

@@ -37,21 +37,21 @@ def _check_device(value: str) -> str:
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, auto.",
                                      callback=_check_device)]
 Precision = Annotated[str, typer.Option(
-    "--precision", help="Training arithmetic: auto (bf16 autocast where the device does bf16 "
-    "natively: CPUs with AVX512-BF16 or AMX, recent GPUs; else float32), float32, bfloat16.")]
+    "--precision", help="Arithmetic of probe training and sampling: auto (bf16 autocast where "
+    "the device does bf16 natively: CPUs with AVX512-BF16 or AMX, recent GPUs; else float32), "
+    "float32, bfloat16.")]
 Threads = Annotated[int | None, typer.Option(
     "--threads", help="Intra-op CPU threads for training \\[default: the physical cores].",
     show_default=False)]
 
 
-def check_hardware(device: str, precision: str, threads: int | None) -> int:
-    """Refuse a precision the device cannot do and more threads than cores, before any work;
-    returns the thread count to train with."""
+def check_hardware(device: str, precision: str, threads: int | None) -> None:
+    """Refuse a precision the device cannot do and more threads than cores, before any work."""
     from emf_bench.probe.precision import check_threads, resolve_precision
     from emf_bench.text.base import resolve_device
 
     resolve_precision(precision, resolve_device(device))
-    return check_threads(threads)
+    check_threads(threads)
 
 
 CacheDir = Annotated[Path | None, typer.Option(
@@ -186,7 +186,7 @@ def world_options(command: Callable[..., Any]) -> Callable[..., Any]:
 class Common:
     """The options that commands which encode, train or evaluate share, checked on creation:
     the Hub switched off for --offline, the precision and threads checked where a command
-    trains (`threads` is then the count to train with)."""
+    trains (`threads` None: the physical cores, or a study's share of them)."""
 
     device: str = "auto"
     seed: int = 0
@@ -234,8 +234,7 @@ def common_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., 
         go_offline(values.get("offline", False))
         values["encoders_dir"] = tuple(values.get("encoders_dir") or ())
         if "precision" in values:
-            values["threads"] = check_hardware(values["device"], values["precision"],
-                                               values.get("threads"))
+            check_hardware(values["device"], values["precision"], values.get("threads"))
         return Common(**values)
 
     return lambda command: _with_block(command, block, "common", build)

@@ -198,7 +198,8 @@ def _quick_eval(folder: Path, world, common: Common) -> dict:
     from emf_bench.generators.probe import ProbeGenerator
     from emf_bench.storage import atomic_write_json
 
-    generator = ProbeGenerator(folder, device=common.device, cache=common.cache())
+    generator = ProbeGenerator(folder, device=common.device, cache=common.cache(),
+                               precision=common.precision)
     scores = world_geneval(generator, world, (1, 2, 4))
     result = {"benchmark": "world-geneval", "detector": "world-exact", "official": False,
               "generator": generator.describe(), "images_per_prompt": 4,

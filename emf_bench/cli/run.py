@@ -39,11 +39,12 @@ def run_command(
         "way; EMF also reports guided sampling).", show_default=False)] = None,
     first_tasks: FirstTasks = None,
     first_share: FirstShare = None,
-    jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", help="Train up to this many probes at once, each in its own process. "
-        "For a GPU, which one small probe leaves mostly idle (on an H200 three side by side "
-        "kept 50 to 67% of their speed alone); with time budgets each probe then gets fewer "
-        "steps. Keep 1 on a CPU.")] = 1,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", help="Train and evaluate up to this many probes at once, each in its "
+        "own process with its share of the --threads \\[default: one probe per physical core "
+        "on a CPU, where small probes use one thread best; 1 on a GPU, where --jobs 3 keeps an "
+        "H200 busier]. The thread count a probe trains with is part of its numbers.",
+        show_default=False)] = None,
     report: Annotated[bool, typer.Option("--report/--no-report",
                                          help="Write report.html at the end.")] = True,
     common: Common = None,
@@ -65,7 +66,8 @@ def run_command(
                                   first_share)
     extra = tuple(dict.fromkeys(encoder or []))
     study_module.check_encoders(extra, common.encoders_dir)
-    in_range("--jobs", jobs, 1)
+    if jobs is not None:
+        in_range("--jobs", jobs, 1)
     run = common.run(f"study-{chosen.name}")
     study = study_module.Study(chosen, run.path, world.to_dict(), extra, common.encoders_dir,
                                common.device, common.cache_dir, common.seed, jobs,

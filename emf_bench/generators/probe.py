@@ -1,5 +1,10 @@
 """A trained probe as a generator: prompts -> text features (through the cache) -> MeanFlow
-sampling at any number of steps, with optional guidance."""
+sampling at any number of steps, with optional guidance.
+
+Sampling runs under bf16 autocast where the device does bf16 natively (`precision="auto"`, the
+rule training follows; the probes trained in it): on a 2-core AVX512-BF16 CPU a 1-step batch
+sampled 1.7x faster than in float32 (bench/probe_speed.py). The precision is part of the
+generator's description, so rows sampled otherwise are never reused as these."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from emf_bench.errors import EmfBenchError
 from emf_bench.probe.checkpoint import load_checkpoint, trained_guidance
 from emf_bench.probe.data import FeatureStats, make_conditions
 from emf_bench.probe.model import build_model
+from emf_bench.probe.precision import autocast, resolve_precision
 from emf_bench.probe.presets import ProbeConfig
 from emf_bench.probe.sampler import MeanFlowSampler, SamplingRecord
 from emf_bench.probe.spaces import PixelSpace, space_from_record
@@ -39,7 +45,7 @@ class ProbeGenerator:
     official = False
 
     def __init__(self, path: Path | str, device: str | None = "cpu", cache=None,
-                 batch_size: int = 64):
+                 batch_size: int = 64, precision: str = "auto"):
         from emf_bench.text.base import resolve_device
         from emf_bench.text.card import EncoderCard
 
@@ -54,6 +60,7 @@ class ProbeGenerator:
         self.objective = self.state["train"]["objective"]
         self.trained_guidance = trained_guidance(self.state["train"])
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         try:
             self.model = build_model(self.config)
         except (ValueError, RuntimeError, TypeError, ZeroDivisionError) as err:
@@ -77,9 +84,11 @@ class ProbeGenerator:
     @classmethod
     def from_model(cls, model: torch.nn.Module, card, stats: FeatureStats, objective: str,
                    cache=None, step: int = 0, batch_size: int = 64,
-                   train: dict[str, Any] | None = None, space=None) -> ProbeGenerator:
+                   train: dict[str, Any] | None = None, space=None,
+                   precision: str = "float32") -> ProbeGenerator:
         """A generator over an in-memory probe (learning curves sample it during training)."""
         self = cls.__new__(cls)
+        self.precision = precision
         self.path, self.card, self.stats, self.objective = None, card, stats, objective
         self.model, self.config = model, model.config
         self.device = next(model.parameters()).device
@@ -98,7 +107,7 @@ class ProbeGenerator:
                 "step": self.state["step"], "weights": self.fingerprint,
                 "encoder": self.card.name,
                 "objective": self.objective,
-                "trained_guidance": self.trained_guidance,
+                "trained_guidance": self.trained_guidance, "precision": self.precision,
                 **({"space": self.space.describe()} if self.space.kind != "pixels" else {})}
 
     def conditions(self, prompts: Sequence[str]):
@@ -123,11 +132,12 @@ class ProbeGenerator:
             part = rows[start:start + self.batch_size]
             noise = torch.stack([image_noise(s, shape) for s in seeds[start:start + len(part)]])
             cond = conditions.rows(part)
-            x, self.last_record = sampler.sample(
-                self.model, noise.to(self.device), cond["pooled"].to(self.device),
-                None if cond["tokens"] is None else cond["tokens"].to(self.device),
-                None if cond["mask"] is None else cond["mask"].to(self.device),
-                steps=steps, guidance=guidance, trained_guidance=self.trained_guidance)
+            with autocast(self.device, self.precision):  # the network; z stays float32
+                x, self.last_record = sampler.sample(
+                    self.model, noise.to(self.device), cond["pooled"].to(self.device),
+                    None if cond["tokens"] is None else cond["tokens"].to(self.device),
+                    None if cond["mask"] is None else cond["mask"].to(self.device),
+                    steps=steps, guidance=guidance, trained_guidance=self.trained_guidance)
             if not bool(torch.isfinite(x).all()):
                 raise EmfBenchError(f"{self.name} ({self.path or 'in memory'}) sampled NaN or "
                                     f"infinite pixels at {steps} step(s): its weights are "

@@ -6,7 +6,8 @@ autocast trained the cpu preset 1.72x faster per image than float32 with flow ma
 1.47x with MeanFlow (bench/probe_speed.py, BENCHMARKS.md). Parameters, optimizer state, the
 network's output from its last layer on (u = (z - D) / t, du/dt, MeanFlow's target and the
 loss) stay in float32 (`AverageVelocity`). Under bf16 the hand-written du/dt is within 3% of
-float64's, as close as u itself (tests/probe/test_objectives.py).
+float64's, as close as u itself (tests/probe/test_objectives.py). Probes sample under the same
+rule (generators/probe.py).
 
 Measured and not used (BENCHMARKS.md): torch.compile of the U-Net on the CPU (70 s to compile,
 no faster in float32, slower under autocast), channels_last (slower under autocast)

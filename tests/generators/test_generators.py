@@ -91,3 +91,29 @@ def test_a_moved_probe_is_the_same_generator(probe_copy, tmp_path):
     after = ProbeGenerator(tmp_path / "moved").describe()
     assert before["path"] != after["path"]
     assert generator_identity(before) == generator_identity(after)
+
+
+def test_a_probe_samples_in_the_precision_it_trains_in_and_records_it(probe_copy, monkeypatch):
+    import numpy as np
+    import torch
+
+    from emf_bench.evaluation.runner import generator_identity
+    from emf_bench.generators.probe import ProbeGenerator
+    from emf_bench.probe import precision
+
+    plain = ProbeGenerator(probe_copy, precision="float32")
+    # the study's CPUs have bf16; this one is made to say so either way (bf16 runs emulated)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512_bf16"})
+    fast = ProbeGenerator(probe_copy)  # auto: bf16 where the device does it natively
+    assert (plain.describe()["precision"], fast.describe()["precision"]) == ("float32",
+                                                                             "bfloat16")
+    assert generator_identity(plain.describe()) != generator_identity(fast.describe())
+    with torch.no_grad():  # a probe that draws something: zero-initialised outputs draw noise
+        for parameter in plain.model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        fast.model.load_state_dict(plain.model.state_dict())
+    a, b = (g.generate(["a photo of a red circle"], 1, [0])[0].astype(float)
+            for g in (plain, fast))
+    assert 0 < np.abs(a - b).max() < 64  # bf16 arithmetic: close to float32's, not equal
+    monkeypatch.setattr(precision, "cpu_flags", lambda: set())
+    assert ProbeGenerator(probe_copy).describe()["precision"] == "float32"  # no bf16 here

@@ -1,0 +1,135 @@
+"""A study's probes side by side: each probe trained and then evaluated in a process of its own.
+
+On a CPU the study's small probes use their threads poorly: on a 2-core AVX512-BF16 machine a
+MeanFlow step of the cpu-layout U-Net took 0.24 s on two threads and 0.32 s on one, so two
+probes side by side on one thread each train 1.5x more images per second than one after another
+on two (bench/side_by_side.py, BENCHMARKS.md). `--jobs` defaults to that on a CPU: one probe per
+physical core, the cores shared out as intra-op threads (one each where the probes outnumber the
+cores). A GPU runs one probe at a time unless told (`--jobs 3` keeps an H200 busier).
+
+Each worker evaluates its probe as soon as it has trained it, so a core that ends its probes
+early evaluates while the others still train. The workers are quiet; their progress bars come to
+the parent through a queue and show as one board (progress.ProbeBoard). A worker's error stops
+the study with that error; so do an interrupt and a killed worker, and the other workers are
+ended (their last checkpoints stay; a re-run resumes).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from emf_bench.errors import EmfBenchError
+
+
+def auto_jobs(jobs: int | None, probes: int, device: str, threads: int | None) -> int:
+    """How many probes train at once: `jobs` if given; else one per physical core on a CPU
+    (per `threads` cores where a thread count is given) and one on any other device."""
+    if probes < 1:
+        return 1
+    if jobs is not None:
+        return max(1, min(jobs, probes))
+    from emf_bench.probe.precision import physical_cores
+    from emf_bench.text.base import resolve_device
+
+    if resolve_device(device).type != "cpu":
+        return 1
+    return max(1, min(probes, physical_cores() // (threads or 1)))
+
+
+def worker_threads(jobs: int, threads: int | None) -> int:
+    """Intra-op threads of one of `jobs` workers: its share of the cores (or of `threads`)."""
+    from emf_bench.probe.precision import physical_cores
+
+    return max(1, (threads or physical_cores()) // jobs)
+
+
+def makespan(durations: Sequence[float], slots: int) -> float:
+    """Seconds until the last of `durations` ends when `slots` workers take them in order, each
+    the next one as soon as it is free (what a process pool does)."""
+    free = [0.0] * max(1, slots)
+    end = 0.0
+    for seconds in durations:
+        start = heapq.heappop(free)
+        end = max(end, start + seconds)
+        heapq.heappush(free, start + seconds)
+    return end
+
+
+def run_side_by_side(fields: dict[str, Any], probes: list[tuple[str, str]], jobs: int,
+                     threads: int, estimates: Sequence[tuple[float, float]]) -> list[Path]:
+    """Train and evaluate `probes` `jobs` at a time (spawned processes: CUDA needs spawn), each
+    worker on `threads` intra-op threads; their folders in `probes` order. `fields` build the
+    workers' Study; `estimates`: each probe's estimated (training, evaluation) seconds."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from emf_bench.progress import ProbeBoard, stage
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    pool = ProcessPoolExecutor(jobs, context, _worker_setup, (threads, queue))
+    names = [f"{encoder} {objective}" for encoder, objective in probes]
+    finished = False
+    try:
+        with ProbeBoard(names, estimates) as board:
+            futures = {pool.submit(_probe_in_worker, fields, *probe): probe for probe in probes}
+            folders, pending = {}, set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                board.drain(queue)
+                for future in done:
+                    encoder, objective = probe = futures[future]
+                    try:
+                        folders[probe] = future.result()  # a worker's error is raised here
+                    except BrokenProcessPool:
+                        raise EmfBenchError(
+                            f"a probe process died while training or evaluating the "
+                            f"{objective} probe of {encoder} (killed, or out of memory?); "
+                            f"finished probes are kept and a re-run resumes the rest") from None
+                    board.finish(f"{encoder} {objective}")
+                    if not board.shown:
+                        stage(f"   {encoder} {objective} probe trained and evaluated "
+                              f"({len(folders)} of {len(probes)})")
+        finished = True
+    finally:
+        if not finished:  # an error or an interrupt: end the probes still working
+            processes = getattr(pool, "_processes", None) or {}
+            for process in list(processes.values()):
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        queue.close()
+    return [folders[probe] for probe in probes]
+
+
+def _worker_setup(threads: int, queue) -> None:
+    """A side-by-side worker: quiet (its bars go to the parent through `queue`), its share of
+    the threads, and Ctrl-C left to the parent, which ends the workers."""
+    import os
+    import signal
+
+    import torch
+
+    from emf_bench.progress import forward_to
+
+    os.environ["EMF_BENCH_QUIET"] = "1"
+    torch.set_num_threads(threads)
+    forward_to(queue)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _probe_in_worker(fields: dict[str, Any], encoder: str, objective: str) -> Path:
+    from emf_bench.progress import forwarded, forwarding
+    from emf_bench.study import Study
+    from emf_bench.text.cache import FeatureCache
+
+    study = Study(**fields)
+    cache = FeatureCache(study.cache_dir)
+    with forwarding(f"{encoder} {objective}"):
+        folder = study.train(encoder, objective, cache)
+        forwarded(None, 1.0, f"evaluating at steps {', '.join(map(str, study.profile.steps))}")
+        study.evaluate(folder, cache)
+    return folder
