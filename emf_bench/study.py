@@ -252,11 +252,12 @@ class Study:
                f"MeanFlow step, {per_step['flow-matching']:.2f} s a flow-matching step, "
                f"{precision}, {threads} thread{'s' * (threads > 1)}")
         side = f", {jobs} at a time" if jobs > 1 else ""
+        in_all = " in all" if jobs > 1 else ""  # the probes' own minutes, before the schedule
         return {"probes": seconds, "evaluation": evaluation, "each_evaluation": each,
                 "seconds": total,
-                "line": f"estimated time: {total / 60:.1f} min ({len(probes)} probes{side}, "
-                        f"{sum(seconds) / 60:.1f} min of training at {how}; evaluation "
-                        f"{evaluation / 60:.1f} min)"}
+                "line": f"estimated time: {total / 60:.1f} min ({len(probes)} probes{side}; "
+                        f"{sum(seconds) / 60:.1f} min of training{in_all} at {how}; "
+                        f"evaluation {evaluation / 60:.1f} min{in_all})"}
 
     def train(self, encoder: str, objective: str, cache, after: float | None = None) -> Path:
         """Train one probe; `after`: the study's estimated seconds after this probe (shown in
