@@ -1,4 +1,4 @@
-"""A study's probes side by side: each probe trained and then evaluated in a process of its own.
+"""A study's probes side by side: trained, then evaluated, in worker processes.
 
 On a CPU the study's small probes use their threads poorly: on a 2-core AVX512-BF16 machine a
 MeanFlow step of the cpu-layout U-Net took 0.24 s on two threads and 0.32 s on one, so two
@@ -7,16 +7,19 @@ on two (bench/side_by_side.py, BENCHMARKS.md). `--jobs` defaults to that on a CP
 physical core, the cores shared out as intra-op threads (one each where the probes outnumber the
 cores). A GPU runs one probe at a time unless told (`--jobs 3` keeps an H200 busier).
 
-Each worker evaluates its probe as soon as it has trained it, so a core that ends its probes
-early evaluates while the others still train. The workers are quiet; their progress bars come to
-the parent through a queue and show as one board (progress.ProbeBoard). A worker's error stops
-the study with that error; so do an interrupt and a killed worker, and the other workers are
-ended (their last checkpoints stay; a re-run resumes).
+The trainings go to the pool first and each probe's evaluation joins the queue when its
+training ends, so a core that runs out of trainings evaluates while the others still train (on
+2 cores the five probes' evaluations fill the time the last training would leave one core
+idle). The workers are quiet; their progress bars come to the parent through a queue and show
+as one board (progress.ProbeBoard). A worker's error stops the study with that error; so do an
+interrupt and a killed worker, and the other workers are ended (their last checkpoints stay; a
+re-run resumes).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,22 +49,31 @@ def worker_threads(jobs: int, threads: int | None) -> int:
     return max(1, (threads or physical_cores()) // jobs)
 
 
-def makespan(durations: Sequence[float], slots: int) -> float:
-    """Seconds until the last of `durations` ends when `slots` workers take them in order, each
-    the next one as soon as it is free (what a process pool does)."""
-    free = [0.0] * max(1, slots)
-    end = 0.0
-    for seconds in durations:
-        start = heapq.heappop(free)
-        end = max(end, start + seconds)
-        heapq.heappush(free, start + seconds)
-    return end
+def makespan(trainings: Sequence[float], evaluation: float, slots: int) -> float:
+    """Seconds until the last probe is evaluated when `slots` workers take the trainings in
+    order and each probe's evaluation joins the queue when its training ends (what
+    `run_side_by_side` does with its process pool)."""
+    pending: deque[tuple[str, float]] = deque(("train", s) for s in trainings)
+    running: list[tuple[float, int, str]] = []
+    now, idle, started = 0.0, max(1, slots), 0
+    while pending or running:
+        while pending and idle:
+            kind, seconds = pending.popleft()
+            heapq.heappush(running, (now + seconds, started, kind))
+            started, idle = started + 1, idle - 1
+        now, _, kind = heapq.heappop(running)
+        idle += 1
+        if kind == "train":
+            pending.append(("evaluate", evaluation))
+    return now
 
 
 def run_side_by_side(fields: dict[str, Any], probes: list[tuple[str, str]], jobs: int,
                      threads: int, estimates: Sequence[tuple[float, float]]) -> list[Path]:
     """Train and evaluate `probes` `jobs` at a time (spawned processes: CUDA needs spawn), each
-    worker on `threads` intra-op threads; their folders in `probes` order. `fields` build the
+    worker on `threads` intra-op threads; their folders in `probes` order. The trainings go to
+    the pool first and a probe's evaluation joins the queue when its training ends, so the
+    workers that run out of trainings evaluate while the last ones train. `fields` build the
     workers' Study; `estimates`: each probe's estimated (training, evaluation) seconds."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -72,27 +84,33 @@ def run_side_by_side(fields: dict[str, Any], probes: list[tuple[str, str]], jobs
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     pool = ProcessPoolExecutor(jobs, context, _worker_setup, (threads, queue))
-    names = [f"{encoder} {objective}" for encoder, objective in probes]
     finished = False
     try:
-        with ProbeBoard(names, estimates) as board:
-            futures = {pool.submit(_probe_in_worker, fields, *probe): probe for probe in probes}
-            folders, pending = {}, set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        with ProbeBoard([_name(p) for p in probes], estimates) as board:
+            work = {pool.submit(_train_in_worker, fields, *probe): ("train", probe)
+                    for probe in probes}
+            folders: dict[tuple[str, str], Path] = {}
+            while work:
+                done, _ = wait(set(work), timeout=0.5, return_when=FIRST_COMPLETED)
                 board.drain(queue)
                 for future in done:
-                    encoder, objective = probe = futures[future]
+                    kind, probe = work.pop(future)
                     try:
-                        folders[probe] = future.result()  # a worker's error is raised here
+                        result = future.result()  # a worker's error is raised here
                     except BrokenProcessPool:
                         raise EmfBenchError(
-                            f"a probe process died while training or evaluating the "
-                            f"{objective} probe of {encoder} (killed, or out of memory?); "
-                            f"finished probes are kept and a re-run resumes the rest") from None
-                    board.finish(f"{encoder} {objective}")
+                            f"a probe process died while {kind}ing the {probe[1]} probe of "
+                            f"{probe[0]} (killed, or out of memory?); finished probes are kept "
+                            f"and a re-run resumes the rest") from None
+                    if kind == "train":
+                        board.update(_name(probe), 1.0, "trained; evaluation queued")
+                        work[pool.submit(_evaluate_in_worker, fields, result, _name(probe))
+                             ] = ("evaluate", probe)
+                        continue
+                    folders[probe] = result
+                    board.finish(_name(probe))
                     if not board.shown:
-                        stage(f"   {encoder} {objective} probe trained and evaluated "
+                        stage(f"   {_name(probe)} probe trained and evaluated "
                               f"({len(folders)} of {len(probes)})")
         finished = True
     finally:
@@ -103,6 +121,10 @@ def run_side_by_side(fields: dict[str, Any], probes: list[tuple[str, str]], jobs
         pool.shutdown(wait=True, cancel_futures=True)
         queue.close()
     return [folders[probe] for probe in probes]
+
+
+def _name(probe: tuple[str, str]) -> str:
+    return f"{probe[0]} {probe[1]}"
 
 
 def _worker_setup(threads: int, queue) -> None:
@@ -121,15 +143,22 @@ def _worker_setup(threads: int, queue) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _probe_in_worker(fields: dict[str, Any], encoder: str, objective: str) -> Path:
-    from emf_bench.progress import forwarded, forwarding
+def _train_in_worker(fields: dict[str, Any], encoder: str, objective: str) -> Path:
+    from emf_bench.progress import forwarding
     from emf_bench.study import Study
     from emf_bench.text.cache import FeatureCache
 
     study = Study(**fields)
-    cache = FeatureCache(study.cache_dir)
-    with forwarding(f"{encoder} {objective}"):
-        folder = study.train(encoder, objective, cache)
-        forwarded(None, 1.0, f"evaluating at steps {', '.join(map(str, study.profile.steps))}")
-        study.evaluate(folder, cache)
+    with forwarding(_name((encoder, objective))):
+        return study.train(encoder, objective, FeatureCache(study.cache_dir))
+
+
+def _evaluate_in_worker(fields: dict[str, Any], folder: Path, name: str) -> Path:
+    from emf_bench.progress import forwarded
+    from emf_bench.study import Study
+    from emf_bench.text.cache import FeatureCache
+
+    study = Study(**fields)
+    forwarded(name, 1.0, f"evaluating at steps {', '.join(map(str, study.profile.steps))}")
+    study.evaluate(folder, FeatureCache(study.cache_dir))
     return folder

@@ -246,7 +246,7 @@ class Study:
         evaluation = len(probes) * each
         total = sum(seconds) + evaluation
         if jobs > 1:  # side by side: the pool's schedule (alone on a core, as measured)
-            total = makespan([s + each for s in seconds], jobs)
+            total = makespan(seconds, each, jobs)
         how = (f"{self.profile.budget} each" if kind == "seconds" else
                f"{int(budget)} steps each; measured here: {per_step['meanflow']:.2f} s a "
                f"MeanFlow step, {per_step['flow-matching']:.2f} s a flow-matching step, "

@@ -170,7 +170,7 @@ def test_the_estimate_counts_steps_by_measured_step_times_and_time_budgets_as_gi
                  device="cpu", jobs=2, threads=2).estimate(probes)
     each = side["each_evaluation"]
     assert "2 at a time" in side["line"] and "1 thread;" in side["line"]
-    assert side["seconds"] == max(s + each for s in side["probes"])
+    assert side["seconds"] == max(side["probes"]) + each  # two probes, two workers
 
 
 def test_side_by_side_jobs_and_their_schedule(monkeypatch):
@@ -183,7 +183,8 @@ def test_side_by_side_jobs_and_their_schedule(monkeypatch):
     assert side_by_side.auto_jobs(None, 5, "cpu", 2) == 2  # --threads 2: two cores a probe
     assert side_by_side.auto_jobs(3, 5, "cpu", None) == 3  # --jobs as given
     assert side_by_side.worker_threads(3, None) == 1 and side_by_side.worker_threads(2, None) == 2
-    # a pool of two takes them in order, each as soon as a worker is free
-    assert side_by_side.makespan([10, 10, 10, 10, 5], 2) == 25
-    assert side_by_side.makespan([5, 10, 10], 2) == 15
-    assert side_by_side.makespan([3, 4], 1) == 7
+    # a pool of two takes the trainings in order, each probe's evaluation (1 s) queued behind
+    # them when its training ends: the second worker evaluates four while the fifth trains
+    assert side_by_side.makespan([10, 10, 10, 10, 5], 1, 2) == 26
+    assert side_by_side.makespan([5, 10, 10], 1, 2) == 16  # 0-5 train, 5-15, 15-16 | 0-10-11-12
+    assert side_by_side.makespan([3, 4], 1, 1) == 9
