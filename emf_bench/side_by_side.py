@@ -4,8 +4,10 @@ On a CPU the study's small probes use their threads poorly: on a 2-core AVX512-B
 MeanFlow step of the cpu-layout U-Net took 0.24 s on two threads and 0.32 s on one, so two
 probes side by side on one thread each train 1.5x more images per second than one after another
 on two (bench/side_by_side.py, BENCHMARKS.md). `--jobs` defaults to that on a CPU: one probe per
-physical core, the cores shared out as intra-op threads (one each where the probes outnumber the
-cores). A GPU runs one probe at a time unless told (`--jobs 3` keeps an H200 busier).
+physical core (at most one per probe), one intra-op thread each, so a probe's numbers depend on
+the kind of CPU and not on how many cores it has. `--threads` is each probe's thread count (side
+by side, as many probes as the cores hold); `--jobs` alone shares the cores out. A GPU runs one
+probe at a time unless told (`--jobs 3` keeps an H200 busier).
 
 The trainings go to the pool first and each probe's evaluation joins the queue when its
 training ends, so a core that runs out of trainings evaluates while the others still train (on
@@ -29,7 +31,8 @@ from emf_bench.errors import EmfBenchError
 
 def auto_jobs(jobs: int | None, probes: int, device: str, threads: int | None) -> int:
     """How many probes train at once: `jobs` if given; else one per physical core on a CPU
-    (per `threads` cores where a thread count is given) and one on any other device."""
+    (one per `threads` cores where each probe's thread count is given) and one on any other
+    device."""
     if probes < 1:
         return 1
     if jobs is not None:
@@ -42,11 +45,17 @@ def auto_jobs(jobs: int | None, probes: int, device: str, threads: int | None) -
     return max(1, min(probes, physical_cores() // (threads or 1)))
 
 
-def worker_threads(jobs: int, threads: int | None) -> int:
-    """Intra-op threads of one of `jobs` workers: its share of the cores (or of `threads`)."""
+def worker_threads(jobs: int | None, probes: int, threads: int | None) -> int:
+    """Intra-op threads of one worker: `threads` if given (a probe's threads, side by side or
+    not); one where the study chose the jobs itself (a probe's numbers then do not depend on
+    how many cores the machine has); else its share of the cores under `--jobs`."""
     from emf_bench.probe.precision import physical_cores
 
-    return max(1, (threads or physical_cores()) // jobs)
+    if threads is not None:
+        return threads
+    if jobs is None:
+        return 1
+    return max(1, physical_cores() // max(1, min(jobs, probes)))
 
 
 def makespan(trainings: Sequence[float], evaluation: float, slots: int) -> float:

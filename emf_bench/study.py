@@ -232,7 +232,8 @@ class Study:
         device = resolve_device(self.device)
         precision = resolve_precision(self.precision, device)
         jobs = self.side_jobs(len(probes))
-        threads = worker_threads(jobs, self.threads) if jobs > 1 else check_threads(self.threads)
+        threads = (worker_threads(self.jobs, len(probes), self.threads) if jobs > 1 else
+                   check_threads(self.threads))
         torch.set_num_threads(threads)  # measured as the probes will train (workers: their share)
         kind, budget = parse_budget(self.profile.budget)
         per_step = step_seconds(self.train_config("meanflow"), 256, device, precision)
@@ -286,7 +287,7 @@ class Study:
         from emf_bench.side_by_side import run_side_by_side, worker_threads
 
         jobs = self.side_jobs(len(probes))
-        threads = worker_threads(jobs, self.threads)
+        threads = worker_threads(self.jobs, len(probes), self.threads)
         fields = {"profile": self.profile, "run_path": self.run_path, "world": self.world,
                   "encoders_dirs": self.encoders_dirs, "device": self.device,
                   "cache_dir": self.cache_dir, "seed": self.seed,

@@ -167,7 +167,7 @@ def test_the_estimate_counts_steps_by_measured_step_times_and_time_budgets_as_gi
     assert by_steps["seconds"] == sum(by_steps["probes"]) + by_steps["evaluation"]
     # side by side: the longest worker's share, each probe with its own evaluation
     side = Study(replace(TINY, budget="100steps"), tmp_path, WorldConfig().to_dict(),
-                 device="cpu", jobs=2, threads=2).estimate(probes)
+                 device="cpu", jobs=2, threads=1).estimate(probes)
     each = side["each_evaluation"]
     assert "2 at a time" in side["line"] and "1 thread;" in side["line"]
     assert side["seconds"] == max(side["probes"]) + each  # two probes, two workers
@@ -182,7 +182,12 @@ def test_side_by_side_jobs_and_their_schedule(monkeypatch):
     assert side_by_side.auto_jobs(None, 3, "cpu", None) == 3  # no more than the probes
     assert side_by_side.auto_jobs(None, 5, "cpu", 2) == 2  # --threads 2: two cores a probe
     assert side_by_side.auto_jobs(3, 5, "cpu", None) == 3  # --jobs as given
-    assert side_by_side.worker_threads(3, None) == 1 and side_by_side.worker_threads(2, None) == 2
+    monkeypatch.setattr(precision, "physical_cores", lambda: 16)
+    assert side_by_side.auto_jobs(None, 5, "cpu", None) == 5
+    assert side_by_side.worker_threads(None, 5, None) == 1  # chosen here: one thread, any CPU
+    assert side_by_side.worker_threads(4, 5, None) == 4  # --jobs 4: a share of the 16 cores
+    assert side_by_side.auto_jobs(None, 5, "cpu", 8) == 2  # --threads 8: two probes of 8
+    assert side_by_side.worker_threads(None, 5, 8) == side_by_side.worker_threads(2, 5, 8) == 8
     # a pool of two takes the trainings in order, each probe's evaluation (1 s) queued behind
     # them when its training ends: the second worker evaluates four while the fifth trains
     assert side_by_side.makespan([10, 10, 10, 10, 5], 1, 2) == 26

@@ -41,7 +41,8 @@ Precision = Annotated[str, typer.Option(
     "the device does bf16 natively: CPUs with AVX512-BF16 or AMX, recent GPUs; else float32), "
     "float32, bfloat16.")]
 Threads = Annotated[int | None, typer.Option(
-    "--threads", help="Intra-op CPU threads for training \\[default: the physical cores].",
+    "--threads", help="Intra-op CPU threads of a probe's training \\[default: the physical "
+    "cores; in a study on a CPU, one per probe, the probes side by side].",
     show_default=False)]
 
 
