@@ -85,6 +85,9 @@ def read_data(path: Path | str) -> list[Item]:
     return items
 
 
+YES_SPELLINGS = ("Yes", "yes", " yes", " Yes")  # the official order
+
+
 def spellings(question: str, answer: str) -> list[str]:
     """The accepted spellings of an answer, in the official order: "Yes" in four forms, or a
     number word in lower and capitalised form with and without a leading space and its digit
@@ -99,7 +102,7 @@ def spellings(question: str, answer: str) -> list[str]:
             digit = str(NUMBERS.index(word))
             out += [digit, " " + digit]
         return out
-    return ["Yes", "yes", " yes", " Yes"]
+    return list(YES_SPELLINGS)
 
 
 def answer_probability(probs: Mapping[int, float] | Sequence[float],

@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from emf_bench.errors import EmfBenchError, unknown_name
+from emf_bench.evaluation.geneval2 import YES_SPELLINGS
 
 MPLUG = "damo/mplug_visual-question-answering_coco_large_en"
 
@@ -104,7 +105,7 @@ class VLMYesNo:
     "no" ones. A modern stand-in for mPLUG; its scores are not DPG-Bench's."""
 
     official = False
-    YES = ("Yes", "yes", " yes", " Yes")
+    YES = YES_SPELLINGS  # GenEval 2's
     NO = ("No", "no", " no", " No")
     SUFFIX = " Answer yes or no."
 
