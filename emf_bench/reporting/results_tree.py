@@ -14,7 +14,9 @@ such a tree's (or of a newer schema) is refused with one line.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,8 @@ TREE_SCHEMA = 1
 
 def revision(description: dict[str, Any]) -> str:
     """A folder name for a model's revision: its Hub commit, else its weights' hash (a probe,
-    a local folder), else `no_revision_available`."""
+    a local folder: its first 16 digits), else the start of its weights signature and a hash
+    of all of it (a built-in encoder), else `no_revision_available`."""
     from emf_bench.evaluation.runner import model_slug
 
     rev = description.get("revision")
@@ -35,8 +38,11 @@ def revision(description: dict[str, Any]) -> str:
         return model_slug(str(rev))
     if "@" in weights:  # hub:<id>@<commit>
         return model_slug(weights.rsplit("@", 1)[1])
-    if weights:
-        return model_slug(weights.split(":", 1)[-1])[:40]
+    if re.fullmatch(r"[0-9a-f]{16,}", weights):  # a probe's or a folder's hash
+        return weights[:16]
+    if weights:  # a readable start and a hash of the whole: two signatures never share one
+        digest = hashlib.sha256(weights.encode()).hexdigest()[:10]
+        return f"{model_slug(weights)[:28].rstrip('-')}-{digest}"
     return NO_REVISION
 
 
