@@ -71,13 +71,14 @@ PROFILES = {
         "minilm and constant (a negative control) and a flow-matching baseline for class-label, "
         "2000 steps each, the first half on position and color_attr prompts; world-GenEval (16 "
         "images per prompt) and world-DPG at 1, 2, 4 and 8 steps. Sized for a 2-core laptop "
-        "CPU: the study prints its estimated time before it trains (19 to 22 minutes where "
-        "the probe trains MeanFlow at 250 images/s)",
+        "CPU, where the probes train side by side on a core each: the study prints its "
+        "estimated time before it trains (about 25 minutes on a 2-core AVX512-BF16 CPU)",
         budget="2000steps", brief="five probes of 2000 steps for a laptop CPU, the first half "
         "on position and color_attr prompts", **_CPU_STUDY),
     "long": Profile(
         "long", "the quick study with every probe trained for 4000 steps: about 45 minutes on "
-        "a 2-core CPU that trains MeanFlow at 250 images/s", budget="4000steps",
+        "a 2-core AVX512-BF16 CPU (estimated from the quick study's steps)",
+        budget="4000steps",
         brief="the same with 4000 steps", **_CPU_STUDY),
     "full": Profile(
         "full", "every built-in encoder scored and probed with MeanFlow for 12000 steps of 512 "

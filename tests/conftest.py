@@ -208,7 +208,7 @@ def study_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("study")
     with pytest.MonkeyPatch.context() as mp:
         _test_environment(mp, tmp_path_factory)
-        study = Study(TINY, run, WorldConfig().to_dict(), device="cpu", jobs=1)
+        study = Study(TINY, run, WorldConfig().to_dict(), device="cpu", jobs=1, threads=1)
         study.encoders = lambda: (["class-label", "bag-of-words", "constant"],
                                   ["class-label", "bag-of-words"])
         with RunDir.open(run).invocation("run", {"profile": "tiny"}, 0):
