@@ -28,6 +28,8 @@ from typing import Any
 
 from emf_bench.errors import EmfBenchError
 
+DOING = {"train": "training", "evaluate": "evaluating"}  # a worker's task, in a sentence
+
 
 def auto_jobs(jobs: int | None, probes: int, device: str, threads: int | None) -> int:
     """How many probes train at once: `jobs` if given; else one per physical core on a CPU
@@ -108,7 +110,7 @@ def run_side_by_side(fields: dict[str, Any], probes: list[tuple[str, str]], jobs
                         result = future.result()  # a worker's error is raised here
                     except BrokenProcessPool:
                         raise EmfBenchError(
-                            f"a probe process died while {kind}ing the {probe[1]} probe of "
+                            f"a probe process died while {DOING[kind]} the {probe[1]} probe of "
                             f"{probe[0]} (killed, or out of memory?); finished probes are kept "
                             f"and a re-run resumes the rest") from None
                     if kind == "train":

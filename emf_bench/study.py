@@ -179,7 +179,7 @@ class Study:
         self._timed("encoder scores", self.score, scored, cache)
         estimate = self.estimate(probes)
         stage(estimate["line"])
-        jobs = self.side_jobs(len(probes))
+        jobs, _ = self.arrangement(len(probes))
         if jobs > 1:
             stage(f"2-{total}/{total} training and evaluating {len(probes)} probes, {jobs} at "
                   f"a time ({self.profile.budget} each; steps "
@@ -225,16 +225,14 @@ class Study:
 
         from emf_bench.evaluation.benchmarks import Sources, load_benchmark
         from emf_bench.probe.config import parse_budget
-        from emf_bench.probe.precision import check_threads, resolve_precision
+        from emf_bench.probe.precision import resolve_precision
         from emf_bench.probe.speed import probe_seconds, step_seconds
-        from emf_bench.side_by_side import makespan, worker_threads
+        from emf_bench.side_by_side import makespan
         from emf_bench.text.base import resolve_device
 
         device = resolve_device(self.device)
         precision = resolve_precision(self.precision, device)
-        jobs = self.side_jobs(len(probes))
-        threads = (worker_threads(self.jobs, len(probes), self.threads) if jobs > 1 else
-                   check_threads(self.threads))
+        jobs, threads = self.arrangement(len(probes))
         torch.set_num_threads(threads)  # measured as the probes will train (workers: their share)
         kind, budget = parse_budget(self.profile.budget)
         per_step = step_seconds(self.train_config("meanflow"), 256, device, precision)
@@ -277,18 +275,22 @@ class Study:
         trainer.train(resume=True, study_after=after)
         return folder
 
-    def side_jobs(self, probes: int) -> int:
-        from emf_bench.side_by_side import auto_jobs
+    def arrangement(self, probes: int) -> tuple[int, int]:
+        """(probes at once, intra-op threads of each) for `probes` probes (side_by_side.py)."""
+        from emf_bench.probe.precision import check_threads
+        from emf_bench.side_by_side import auto_jobs, worker_threads
 
-        return auto_jobs(self.jobs, probes, self.device, self.threads)
+        jobs = auto_jobs(self.jobs, probes, self.device, self.threads)
+        if jobs == 1:
+            return 1, check_threads(self.threads)
+        return jobs, worker_threads(self.jobs, probes, self.threads)
 
     def side_by_side(self, probes: list[tuple[str, str]], estimate: dict[str, Any]
                      ) -> list[Path]:
-        """Train and evaluate the probes `side_jobs` at a time (side_by_side.py)."""
-        from emf_bench.side_by_side import run_side_by_side, worker_threads
+        """Train and evaluate the probes `arrangement` at a time (side_by_side.py)."""
+        from emf_bench.side_by_side import run_side_by_side
 
-        jobs = self.side_jobs(len(probes))
-        threads = worker_threads(self.jobs, len(probes), self.threads)
+        jobs, threads = self.arrangement(len(probes))
         fields = {"profile": self.profile, "run_path": self.run_path, "world": self.world,
                   "encoders_dirs": self.encoders_dirs, "device": self.device,
                   "cache_dir": self.cache_dir, "seed": self.seed,
