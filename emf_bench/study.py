@@ -62,8 +62,9 @@ STUDY_IMAGES_PER_PROMPT = {"world-geneval2": 4}
 # budget), 16 images per prompt (the binding tasks' intervals). BENCHMARKS.md, "The study", has
 # the measurements that sized it: 1200 steps of the plain mix showed no binding; 1800 with the
 # curriculum showed color_attr; 2000 showed both binding tasks but left class-label against
-# bag-of-words overall a coin toss across seeds (Spearman 0.40 in one); 2400 is the shortest
-# budget measured that orders them in every seed; 4000 shows every effect with wide margins.
+# bag-of-words overall a coin toss across seeds (Spearman 0.40 in one); 2400, the most that
+# fits 30 minutes on a 2-core CPU, ordered them in two seeds of three; 4000 shows every effect
+# with wide margins.
 _CPU_STUDY = dict(probe_encoders=("class-label", "bag-of-words", "minilm", "constant"),
                   baselines=("class-label",), size="cpu-layout", images_per_prompt=16,
                   first_tasks=("position", "color_attr"), first_share=0.5)
